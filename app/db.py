@@ -1,0 +1,108 @@
+"""The database boundary: the only module that creates asyncpg connections and pools.
+
+It turns driver errors that mean "the database is not there right now" into :class:`StorageUnavailable`
+(callers answer 503 or retry), and everything else stays a programming or data error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeAlias, TypeVar
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+T = TypeVar("T")
+
+SERVICE_ROLE = "bunsync_service"
+
+#: A connection, whether it came from a pool or was opened alone.
+Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+
+# Errors after which the same request may succeed later: the server is down, restarting, refusing
+# connections or dropped ours. Anything else (a constraint, bad data, a bug) is not "unavailable".
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
+
+
+class StorageUnavailable(Exception):
+    """The database cannot be reached or dropped the connection; retrying later may succeed."""
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database is unreachable (rather than a data or programming error)."""
+    return isinstance(exc, _UNAVAILABLE)
+
+
+async def guard(work: Awaitable[T]) -> T:
+    """Await ``work``, translating "database not there" errors into :class:`StorageUnavailable`."""
+    try:
+        return await work
+    except _UNAVAILABLE as exc:
+        raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections act as the least-privileged service role.
+
+    The role is a startup parameter, so asyncpg's ``RESET ALL`` on release returns to it, not to the
+    login role. Connections are created lazily after the first one, so a pool can be made while the
+    database is briefly away; it raises :class:`StorageUnavailable` if the first connection fails.
+    """
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            server_settings={"role": SERVICE_ROLE, "application_name": "bunsync"},
+            # The service prepares few statements; caching them is a large win for the ingest path.
+            statement_cache_size=256,
+            timeout=10,
+        )
+    except _UNAVAILABLE as exc:
+        raise StorageUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+    return pool
+
+
+@asynccontextmanager
+async def admin_connection(dsn: str, *, connect_timeout_s: float = 10) -> AsyncIterator[asyncpg.Connection]:
+    """A single connection as the login role itself (migrations, role checks, rebuild swaps)."""
+    try:
+        conn = await asyncpg.connect(
+            dsn, timeout=connect_timeout_s, server_settings={"application_name": "bunsync"}
+        )
+    except _UNAVAILABLE as exc:
+        raise StorageUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def retry_until_available(
+    attempt: Callable[[], Awaitable[T]], *, deadline_s: float, on_wait: Callable[[str], None]
+) -> T:
+    """Call ``attempt`` until it stops raising :class:`StorageUnavailable` or ``deadline_s`` passes."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    delay = 0.2
+    while True:
+        try:
+            return await attempt()
+        except StorageUnavailable as exc:
+            if loop.time() + delay > end:
+                raise
+            on_wait(str(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)

@@ -1,0 +1,198 @@
+"""bunsync's settings: one frozen object built once from the ``BUNSYNC_*`` environment variables.
+
+Every field is documented here and in the README's configuration table. A bad or missing value raises
+:class:`ConfigError`, whose message is one line naming the variable; the CLI prints it and exits 2.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+DEFAULT_BUNJANG_BASE_URL = "https://openapi.bunjang.co.kr"
+
+
+class ConfigError(Exception):
+    """A configuration variable is missing or invalid; ``str(err)`` names it."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything bunsync reads from its environment.
+
+    Attributes:
+        database_url: PostgreSQL DSN; ``None`` means "start the embedded cluster under ``data_dir``".
+        data_dir: where the embedded cluster (and other local state) lives.
+        host, port: HTTP listen address.
+        webhook_secrets: signing secrets; a webhook signed by any of them is accepted (rotation).
+        signature_tolerance_s: allowed ``|now - t|`` for a webhook signature.
+        bunjang_base_url: the Bunjang REST API base URL.
+        bunjang_access_key, bunjang_secret_key: REST credentials (secret key base64, as issued).
+        reconcile_interval_s, reconcile_overlap_s, reconcile_lookback_s: the reconciler's schedule.
+        fetch_concurrency: concurrent Get Order calls per process.
+        fetch_max_attempts: attempts before a fetch is parked as dead.
+        log_format: ``console`` or ``json``.
+    """
+
+    database_url: str | None
+    data_dir: Path
+    host: str
+    port: int
+    webhook_secrets: tuple[str, ...]
+    signature_tolerance_s: int
+    bunjang_base_url: str
+    bunjang_access_key: str
+    bunjang_secret_key: str
+    reconcile_interval_s: int
+    reconcile_overlap_s: int
+    reconcile_lookback_s: int
+    fetch_concurrency: int
+    fetch_max_attempts: int
+    log_format: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, is_tty: bool | None = None) -> Settings:
+        """Build settings from ``env`` (usually ``os.environ``); raise :class:`ConfigError` on bad values.
+
+        Secrets and credentials may be empty here; :meth:`require_service_credentials` checks them for
+        the commands that need them (``serve``), so ``migrate`` or ``status`` work without them.
+        """
+        r = _Reader(env)
+        tty = sys.stderr.isatty() if is_tty is None else is_tty
+        return cls(
+            database_url=r.get("BUNSYNC_DATABASE_URL", None, _dsn),
+            data_dir=r.get("BUNSYNC_DATA_DIR", ".bunsync", _path),
+            host=r.get("BUNSYNC_HOST", "127.0.0.1", _nonempty),
+            port=r.get("BUNSYNC_PORT", "8080", _port),
+            webhook_secrets=r.get("BUNSYNC_WEBHOOK_SECRETS", "", _secrets),
+            signature_tolerance_s=r.get("BUNSYNC_SIGNATURE_TOLERANCE_S", "300", _positive_int),
+            bunjang_base_url=r.get("BUNSYNC_BUNJANG_BASE_URL", DEFAULT_BUNJANG_BASE_URL, _http_url),
+            bunjang_access_key=r.get("BUNSYNC_BUNJANG_ACCESS_KEY", "", str.strip),
+            bunjang_secret_key=r.get("BUNSYNC_BUNJANG_SECRET_KEY", "", _base64_or_empty),
+            reconcile_interval_s=r.get("BUNSYNC_RECONCILE_INTERVAL_S", "300", _positive_int),
+            reconcile_overlap_s=r.get("BUNSYNC_RECONCILE_OVERLAP_S", "600", _non_negative_int),
+            reconcile_lookback_s=r.get("BUNSYNC_RECONCILE_LOOKBACK_S", "259200", _positive_int),
+            fetch_concurrency=r.get("BUNSYNC_FETCH_CONCURRENCY", "4", _positive_int),
+            fetch_max_attempts=r.get("BUNSYNC_FETCH_MAX_ATTEMPTS", "12", _positive_int),
+            log_format=r.get("BUNSYNC_LOG_FORMAT", "console" if tty else "json", _log_format),
+        )
+
+    def require_service_credentials(self) -> None:
+        """Raise :class:`ConfigError` unless the secrets ``serve`` needs are all set."""
+        if not self.webhook_secrets:
+            raise ConfigError("BUNSYNC_WEBHOOK_SECRETS", "required: comma-separated webhook signing secrets")
+        if not self.bunjang_access_key:
+            raise ConfigError("BUNSYNC_BUNJANG_ACCESS_KEY", "required: the Bunjang Open API access key")
+        if not self.bunjang_secret_key:
+            raise ConfigError("BUNSYNC_BUNJANG_SECRET_KEY", "required: the Bunjang Open API secret key")
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def get(self, name: str, default: str | None, parse: Callable[[str], T]) -> T:
+        raw = self._env.get(name)
+        if raw is None or (raw.strip() == "" and default is not None):
+            if default is None:
+                return None  # type: ignore[return-value]  # only _dsn is called with a None default
+            raw = default
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            raise ConfigError(name, f"{exc} (got {_shown(name, raw)})") from None
+
+
+def _shown(name: str, raw: str) -> str:
+    if "SECRET" in name or "DATABASE_URL" in name:
+        return "a value that is not shown"
+    return repr(raw)
+
+
+def _nonempty(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return raw.strip()
+
+
+def _dsn(raw: str) -> str | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    if not raw.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must be a postgresql:// URL")
+    return raw
+
+
+def _path(raw: str) -> Path:
+    return Path(_nonempty(raw)).expanduser()
+
+
+def _int(raw: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ValueError("must be an integer") from None
+
+
+def _positive_int(raw: str) -> int:
+    value = _int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = _int(raw)
+    if value < 0:
+        raise ValueError("must be zero or a positive integer")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = _int(raw)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be a TCP port between 0 and 65535")
+    return value
+
+
+def _secrets(raw: str) -> tuple[str, ...]:
+    parts = tuple(p.strip() for p in raw.split(","))
+    if raw.strip() and not all(parts):
+        raise ValueError("has an empty secret between commas")
+    return tuple(p for p in parts if p)
+
+
+def _http_url(raw: str) -> str:
+    raw = raw.strip().rstrip("/")
+    if not raw.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return raw
+
+
+def _base64_or_empty(raw: str) -> str:
+    raw = raw.strip()
+    if raw:
+        try:
+            base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("must be base64, as Bunjang issues it") from None
+    return raw
+
+
+def _log_format(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("console", "json"):
+        raise ValueError("must be 'console' or 'json'")
+    return value

@@ -1,0 +1,79 @@
+-- name: append_batch
+-- Append a batch of events (arrays $1..$9, one element per event: stream, type, payload as JSON text,
+-- raw body, source, signed_at, received_at, idempotency_key, order id to fetch or NULL) in ONE statement,
+-- skipping any whose idempotency key is already in the log, and enqueue a Get Order fetch for the
+-- order of every event that was really inserted and carries one. Returns the keys inserted, with
+-- their positions. Duplicate order ids are folded (ON CONFLICT DO UPDATE may touch a row only once per
+-- statement) and sorted, so concurrent batches lock fetch_queue rows in the same order (no deadlock).
+WITH input AS (
+    SELECT *
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[],
+                $6::timestamptz[], $7::timestamptz[], $8::text[], $9::bigint[])
+         WITH ORDINALITY AS i(stream, type, payload, raw, source, signed_at, received_at, key, fetch_order, ord)
+),
+inserted AS (
+    INSERT INTO bunsync.event_log
+        (stream, type, payload, raw, source, signed_at, received_at, idempotency_key)
+    SELECT stream, type, payload::jsonb, raw, source, signed_at, received_at, key
+    FROM input
+    ORDER BY ord
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING idempotency_key, position
+),
+enqueued AS (
+    INSERT INTO bunsync.fetch_queue AS q (order_id)
+    SELECT DISTINCT i.fetch_order
+    FROM input AS i JOIN inserted AS n ON n.idempotency_key = i.key
+    WHERE i.fetch_order IS NOT NULL
+    ORDER BY i.fetch_order
+    ON CONFLICT (order_id) DO UPDATE
+        SET generation = q.generation + 1,
+            -- a job waiting out an API failure keeps its backoff; a fresh or dead one is due now
+            next_attempt_at = CASE WHEN q.attempts = 0 OR q.dead_at IS NOT NULL
+                                   THEN least(q.next_attempt_at, now()) ELSE q.next_attempt_at END,
+            attempts = CASE WHEN q.dead_at IS NOT NULL THEN 0 ELSE q.attempts END,
+            dead_at = NULL,
+            dead_reason = NULL
+    RETURNING q.order_id
+)
+SELECT idempotency_key, position FROM inserted;
+
+-- name: compare_existing
+-- For deliveries (keys $1, payloads $2 as JSON text or NULL, raw bodies $3) whose key is already in the
+-- log: their 1-based index in the arrays and whether the stored event has the same content. JSON
+-- payloads compare as JSON (key order and spacing do not matter); other bodies compare byte for byte.
+SELECT i.ord,
+       CASE WHEN i.payload IS NULL OR e.payload IS NULL THEN e.raw IS NOT DISTINCT FROM i.raw
+            ELSE e.payload = i.payload::jsonb END AS same
+FROM unnest($1::text[], $2::text[], $3::bytea[]) WITH ORDINALITY AS i(key, payload, raw, ord)
+JOIN bunsync.event_log AS e ON e.idempotency_key = i.key;
+
+-- name: record_conflicts
+-- Keep deliveries whose eventId is already logged with different content: keys $1, payloads $2
+-- (JSON text or NULL), raw bodies $3, signed_at $4, received_at $5.
+INSERT INTO bunsync.webhook_conflicts (idempotency_key, payload, raw, signed_at, received_at)
+SELECT key, payload::jsonb, raw, signed_at, received_at
+FROM unnest($1::text[], $2::text[], $3::bytea[], $4::timestamptz[], $5::timestamptz[])
+     AS i(key, payload, raw, signed_at, received_at);
+
+-- name: read_after
+-- Up to $3 events after the checkpoint ($1 tx id as text, $2 position), in commit-safe order.
+-- Why this is safe: positions are taken from a sequence before commit, so position 11 can commit and
+-- be read while position 10 is still in flight; a reader that remembered "after 11" would skip 10
+-- forever. Instead we order by (writing transaction id, position) and read only rows written by
+-- transactions older than the xmin of our snapshot. Every transaction below xmin has finished, and any
+-- transaction that finishes later has an id >= xmin, so nothing can ever appear before our cursor.
+-- The price: one long-open transaction holds readers back (latency, never loss).
+-- (tx_id travels as text: asyncpg has no codec for xid8. The output column is named tx_text so that
+-- ORDER BY tx_id below sorts by the xid8 column, not by its text, where '999' > '1000'.)
+SELECT position, tx_id::text AS tx_text, stream, type, payload::text AS payload, source,
+       signed_at, received_at, recorded_at
+FROM bunsync.event_log
+WHERE (tx_id, position) > ($1::text::xid8, $2::bigint)
+  AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY tx_id, position
+LIMIT $3;
+
+-- name: head
+-- The newest position in the log (0 when empty) and the number of events.
+SELECT coalesce(max(position), 0) AS position, count(*) AS events FROM bunsync.event_log;
