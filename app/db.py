@@ -90,6 +90,24 @@ async def admin_connection(dsn: str, *, connect_timeout_s: float = 10) -> AsyncI
         await conn.close()
 
 
+@asynccontextmanager
+async def service_connection(dsn: str, *, connect_timeout_s: float = 10) -> AsyncIterator[asyncpg.Connection]:
+    """A single connection acting as the service role, outside any pool (e.g. for LISTEN, or to hold
+    a session-level advisory lock for as long as the connection lives)."""
+    try:
+        conn = await asyncpg.connect(
+            dsn,
+            timeout=connect_timeout_s,
+            server_settings={"role": SERVICE_ROLE, "application_name": "bunsync"},
+        )
+    except _UNAVAILABLE as exc:
+        raise StorageUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
 async def retry_until_available(
     attempt: Callable[[], Awaitable[T]], *, deadline_s: float, on_wait: Callable[[str], None]
 ) -> T:
