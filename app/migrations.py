@@ -15,6 +15,7 @@ import asyncpg
 import structlog
 
 from app import sqlfiles
+from app.db import Connection
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +59,7 @@ def latest_version() -> int:
     return max((m.version for m in available()), default=0)
 
 
-async def current_version(conn: asyncpg.Connection) -> int:
+async def current_version(conn: Connection) -> int:
     """The newest applied version (0 on an empty database)."""
     q = sqlfiles.queries("migrations")
     if not await conn.fetchval(q["table_exists"]):

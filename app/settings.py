@@ -43,6 +43,8 @@ class Settings:
         fetch_concurrency: concurrent Get Order calls per process.
         fetch_max_attempts: attempts before a fetch is parked as dead.
         log_format: ``console`` or ``json``.
+        embedded_pg_user: as root, the system user that runs the embedded PostgreSQL
+            (``BUNSYNC_PG_USER``; default ``postgres`` if it exists, else ``nobody``).
     """
 
     database_url: str | None
@@ -60,6 +62,7 @@ class Settings:
     fetch_concurrency: int
     fetch_max_attempts: int
     log_format: str
+    embedded_pg_user: str | None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, is_tty: bool | None = None) -> Settings:
@@ -86,6 +89,7 @@ class Settings:
             fetch_concurrency=r.get("BUNSYNC_FETCH_CONCURRENCY", "4", _positive_int),
             fetch_max_attempts=r.get("BUNSYNC_FETCH_MAX_ATTEMPTS", "12", _positive_int),
             log_format=r.get("BUNSYNC_LOG_FORMAT", "console" if tty else "json", _log_format),
+            embedded_pg_user=r.get("BUNSYNC_PG_USER", None, _optional),
         )
 
     def require_service_credentials(self) -> None:
@@ -106,7 +110,7 @@ class _Reader:
         raw = self._env.get(name)
         if raw is None or (raw.strip() == "" and default is not None):
             if default is None:
-                return None  # type: ignore[return-value]  # only _dsn is called with a None default
+                return None  # type: ignore[return-value]  # only optional parsers get a None default
             raw = default
         try:
             return parse(raw)
@@ -124,6 +128,10 @@ def _nonempty(raw: str) -> str:
     if not raw.strip():
         raise ValueError("must not be empty")
     return raw.strip()
+
+
+def _optional(raw: str) -> str | None:
+    return raw.strip() or None
 
 
 def _dsn(raw: str) -> str | None:

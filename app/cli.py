@@ -1,0 +1,189 @@
+"""The ``bunsync`` command line: one console script, a subcommand per job, ``--help`` on each.
+
+Errors a user can meet (bad configuration, unreachable database, missing PostgreSQL binaries) end the
+command with one line on stderr saying what is wrong and what to do, and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from pathlib import Path
+from typing import Any, NoReturn
+
+import structlog
+import uvloop
+
+from app import logs, service
+from app.db import StorageUnavailable
+from app.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
+from app.migrations import MigrationError, latest_version
+from app.sandbox import cli as sandbox_cli
+from app.settings import ConfigError, Settings
+
+log = structlog.get_logger(__name__)
+
+EXIT_CONFIG = 2
+
+
+class _Stop(BaseException):
+    """Raised by the early SIGTERM handler so clean-up (stopping the embedded database) still runs."""
+
+
+def _load_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines (``#`` comments, blank lines and ``export`` prefixes allowed)."""
+    values: dict[str, str] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("--env-file", f"cannot read {path}: {exc.strerror}") from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("--env-file", f"{path}:{number} is not KEY=VALUE")
+        values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def _environment(args: argparse.Namespace) -> Mapping[str, str]:
+    """The process environment over the ``--env-file`` values (the real environment wins)."""
+    env: dict[str, str] = {}
+    if args.env_file:
+        env.update(_load_env_file(Path(args.env_file)))
+    env.update(os.environ)
+    return env
+
+
+@contextlib.contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """The DSN to use: ``BUNSYNC_DATABASE_URL``, or the embedded cluster (started now, stopped after)."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    with EmbeddedPostgres(settings.data_dir, run_as=settings.embedded_pg_user) as pg:
+        yield pg.dsn
+
+
+def _run_async(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) -> int:
+    """Run ``main(stop)`` on uvloop; SIGINT/SIGTERM set ``stop``."""
+
+    async def wrapper() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await main(stop)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(wrapper())
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    settings.require_service_credentials()
+    roles = service.Roles(http=not args.no_http)
+    with database(settings) as dsn:
+        return _run_async(lambda stop: service.run(settings, dsn, roles, stop))
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    async def migrate(stop: asyncio.Event) -> int:
+        return len(await service.migrate(dsn, wait_s=args.wait))
+
+    with database(settings) as dsn:
+        applied = _run_async(migrate)
+    print(f"bunsync: database schema is at version {latest_version()} ({applied} migrations applied now)")
+    return 0
+
+
+def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
+    return sandbox_cli.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="bunsync",
+        description="Event-sourced order sync daemon for partners of the Bunjang Open API.",
+        epilog="Configuration comes from BUNSYNC_* environment variables; see README.md.",
+    )
+    parser.add_argument(
+        "--env-file",
+        help="load BUNSYNC_* variables from this KEY=VALUE file first "
+        "(variables already in the environment win)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the service: HTTP, fetch workers, projectors, scheduler",
+        description="Run the service. With BUNSYNC_DATABASE_URL unset, starts the "
+        "embedded PostgreSQL under BUNSYNC_DATA_DIR and stops it on exit.",
+    )
+    serve.add_argument("--no-http", action="store_true", help="do not serve HTTP (worker-only replica)")
+    serve.set_defaults(handler=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations and exit")
+    migrate.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to wait for the database to accept connections (default 30)",
+    )
+    migrate.set_defaults(handler=cmd_migrate)
+
+    sandbox = sub.add_parser(
+        "sandbox",
+        help="run a local stand-in for the Bunjang Open API",
+        description="Run a local, deterministic stand-in for Bunjang: Get Order, "
+        "List Orders, signed webhooks with Bunjang's retry policy, and fault knobs.",
+    )
+    sandbox_cli.configure_parser(sandbox)
+    sandbox.set_defaults(handler=cmd_sandbox)
+    return parser
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    print(f"bunsync: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``bunsync`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(_environment(args))
+    except ConfigError as exc:
+        _fail(f"configuration error: {exc}", EXIT_CONFIG)
+    logs.configure(settings.log_format)
+
+    def early_stop(signum: int, frame: object) -> None:
+        raise _Stop
+
+    signal.signal(signal.SIGTERM, early_stop)
+    try:
+        code: int = args.handler(args, settings)
+        return code
+    except ConfigError as exc:
+        _fail(f"configuration error: {exc}", EXIT_CONFIG)
+    except EmbeddedPostgresError as exc:
+        _fail(str(exc), 1)
+    except StorageUnavailable as exc:
+        where = "BUNSYNC_DATABASE_URL" if settings.database_url else "the embedded PostgreSQL"
+        _fail(f"database unavailable ({exc}): check {where} and that PostgreSQL is running", 1)
+    except MigrationError as exc:
+        _fail(f"migration error: {exc}", 1)
+    except (_Stop, KeyboardInterrupt):
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""bunsync's HTTP surface (Litestar): the webhook receiver and the health endpoints.
+
+Every error answer is ``application/problem+json`` (RFC 9457) with a stable ``type``:
+``urn:bunsync:problem:<slug>``. The webhook route never answers 2xx unless the event is durable, and
+answers 503 (which Bunjang retries) rather than 500 when storage is unavailable.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+import structlog
+from litestar import Litestar, Request, Response, get, post
+from litestar.exceptions import HTTPException
+
+from app import migrations, signature, webhooks
+from app.db import StorageUnavailable, guard
+from app.ingest import Ingestor, Outcome
+from app.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+MAX_WEBHOOK_BODY = 1024 * 1024
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+_RETRY_AFTER_S = "5"
+
+
+class Problem(msgspec.Struct, frozen=True):
+    """An RFC 9457 problem details body."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+
+
+def problem(status: int, slug: str, title: str, detail: str | None = None, **headers: str) -> Response[Any]:
+    """An ``application/problem+json`` response whose ``type`` is ``urn:bunsync:problem:<slug>``."""
+    body = Problem(type=f"urn:bunsync:problem:{slug}", title=title, status=status, detail=detail)
+    return Response(
+        content=msgspec.json.encode(body),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers or None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the HTTP handlers need, built once by ``bunsync serve`` and passed in explicitly."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    ingestor: Ingestor
+
+
+_SLUG_BY_STATUS = {
+    400: "bad-request",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "body-too-large",
+}
+
+
+def _http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    slug = _SLUG_BY_STATUS.get(exc.status_code, "http-error")
+    if exc.status_code == 413:
+        return problem(413, slug, "Request body too large", f"the limit is {MAX_WEBHOOK_BODY} bytes")
+    return problem(exc.status_code, slug, exc.detail or "HTTP error")
+
+
+def _storage_unavailable(_: Request[Any, Any, Any], exc: StorageUnavailable) -> Response[Any]:
+    log.warning("storage_unavailable", error=str(exc))
+    return problem(
+        503,
+        "storage-unavailable",
+        "Storage unavailable",
+        "the database cannot be reached; retry later",
+        **{"Retry-After": _RETRY_AFTER_S},
+    )
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.error("http_unexpected_error", path=request.url.path, error=repr(exc), exc_info=exc)
+    return problem(500, "internal-error", "Internal error", "see the bunsync logs")
+
+
+def create_app(services: Services) -> Litestar:
+    """The Litestar application, bound to ``services``."""
+    secrets = services.settings.webhook_secrets
+    tolerance = services.settings.signature_tolerance_s
+    ingestor = services.ingestor
+    pool = services.pool
+
+    @post("/webhooks/bunjang", request_max_body_size=MAX_WEBHOOK_BODY)
+    async def receive_webhook(request: Request[Any, Any, Any]) -> Response[Any]:
+        """Verify, store durably (and enqueue a fetch), then answer 204."""
+        body = await request.body()
+        now = time.time()
+        try:
+            t = signature.verify(request.headers.get(signature.HEADER), body, secrets, now, tolerance)
+        except signature.SignatureError as exc:
+            log.warning("webhook_rejected", reason=exc.reason.value, detail=exc.detail)
+            return problem(401, exc.reason.value, "Webhook signature rejected", exc.detail)
+        event = webhooks.to_event(
+            body, signed_at=datetime.fromtimestamp(t, UTC), received_at=datetime.fromtimestamp(now, UTC)
+        )
+        try:
+            outcome = await ingestor.submit(event)
+        except StorageUnavailable as exc:
+            log.warning("webhook_unavailable", key=event.idempotency_key, error=str(exc))
+            return problem(
+                503,
+                "storage-unavailable",
+                "Storage unavailable",
+                "the event was not stored; retry later",
+                **{"Retry-After": _RETRY_AFTER_S},
+            )
+        level = log.warning if outcome is Outcome.CONFLICT else log.info
+        level("webhook_" + outcome.value, key=event.idempotency_key, order_id=event.fetch_order_id)
+        return Response(content=None, status_code=204)
+
+    @get("/health/live", sync_to_thread=False)
+    def live() -> dict[str, str]:
+        """200 while the process runs."""
+        return {"status": "live"}
+
+    @get("/health/ready")
+    async def ready() -> Response[Any]:
+        """200 when the database answers and its schema is the one this code expects."""
+        try:
+            async with pool.acquire() as conn:
+                version = await guard(migrations.current_version(conn))
+        except StorageUnavailable as exc:
+            return problem(503, "not-ready", "Not ready", f"database unavailable: {exc}")
+        expected = migrations.latest_version()
+        if version != expected:
+            return problem(503, "not-ready", "Not ready", f"schema version {version}, expected {expected}")
+        return Response(content={"status": "ready", "schema_version": version}, status_code=200)
+
+    return Litestar(
+        route_handlers=[receive_webhook, live, ready],
+        exception_handlers={
+            HTTPException: _http_exception,
+            StorageUnavailable: _storage_unavailable,
+            Exception: _unexpected,
+        },
+        openapi_config=None,
+        logging_config=None,  # bunsync configures logging itself (app.logs)
+        debug=False,
+    )

@@ -1,0 +1,126 @@
+"""``bunsync serve``: the long-running service, a supervisor of named tasks sharing one stop event.
+
+Start-up migrates the database (waiting a while for it to come up), then runs the roles asked for:
+the HTTP server (webhooks, health) and the background loops. If any task dies, the process says so and
+stops, rather than running half-alive; the supervisor (systemd, Kubernetes) restarts it. On stop, the
+HTTP server stops accepting and finishes in-flight requests (each answered only once durable), then
+the remaining work drains, then the pool closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import structlog
+import uvicorn
+
+from app import db, migrations
+from app.http import Services, create_app
+from app.ingest import Ingestor
+from app.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+SHUTDOWN_TIMEOUT_S = 20.0
+
+#: A background loop: runs until the stop event is set, then returns after finishing its current work.
+Loop = Callable[[asyncpg.Pool, str, asyncio.Event], Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Roles:
+    """Which parts of the service this process runs (``serve --no-…`` flags)."""
+
+    http: bool = True
+    background: tuple[tuple[str, Loop], ...] = ()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the service's one stop event governs shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def migrate(dsn: str, *, wait_s: float = 60.0) -> list[int]:
+    """Apply migrations, waiting up to ``wait_s`` for the database to accept connections."""
+
+    async def attempt() -> list[int]:
+        async with db.admin_connection(dsn) as conn:
+            return await migrations.migrate(conn)
+
+    return await db.retry_until_available(
+        attempt, deadline_s=wait_s, on_wait=lambda e: log.warning("database_waiting", error=e)
+    )
+
+
+async def run(settings: Settings, dsn: str, roles: Roles, stop: asyncio.Event) -> int:
+    """Run the service until ``stop`` is set or a task dies; return the process exit code."""
+    applied = await migrate(dsn)
+    log.info("database_ready", migrations_applied=applied, schema_version=migrations.latest_version())
+    pool = await db.create_pool(dsn, min_size=2, max_size=max(10, settings.fetch_concurrency + 6))
+    ingestor = Ingestor(pool)
+    tasks: dict[str, asyncio.Task[None]] = {}
+    server: _Server | None = None
+    try:
+        if roles.http:
+            config = uvicorn.Config(
+                create_app(Services(settings=settings, pool=pool, ingestor=ingestor)),
+                host=settings.host,
+                port=settings.port,
+                http="httptools",
+                lifespan="off",
+                log_config=None,
+                access_log=False,
+                server_header=False,
+                timeout_graceful_shutdown=int(SHUTDOWN_TIMEOUT_S),
+                backlog=2048,
+            )
+            server = _Server(config)
+            tasks["http"] = asyncio.create_task(server.serve(), name="http")
+        for name, loop in roles.background:
+            tasks[name] = asyncio.create_task(loop(pool, dsn, stop), name=name)
+        log.info("service_started", roles=sorted(tasks), host=settings.host, port=settings.port)
+        return await _supervise(tasks, stop, server, ingestor)
+    finally:
+        await pool.close()
+
+
+async def _supervise(
+    tasks: dict[str, asyncio.Task[None]], stop: asyncio.Event, server: _Server | None, ingestor: Ingestor
+) -> int:
+    stopping = asyncio.create_task(stop.wait(), name="stop")
+    done, _ = await asyncio.wait([stopping, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    for task in done:
+        if task is stopping:
+            continue
+        code = 1
+        exc = task.exception()
+        log.error(
+            "task_died", task=task.get_name(), error=repr(exc) if exc else "returned early", exc_info=exc
+        )
+    log.info("service_stopping")
+    stop.set()
+    if server is not None:
+        server.should_exit = True
+    try:
+        async with asyncio.timeout(SHUTDOWN_TIMEOUT_S):
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+            await ingestor.drain()
+    except TimeoutError:
+        log.error(
+            "shutdown_timeout",
+            timeout_s=SHUTDOWN_TIMEOUT_S,
+            pending=[t.get_name() for t in tasks.values() if not t.done()],
+        )
+        for t in tasks.values():
+            t.cancel()
+    log.info("service_stopped", exit_code=code)
+    return code
