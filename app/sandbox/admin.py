@@ -11,8 +11,9 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Response, get, patch, post
+from litestar.di import NamedDependency
 from litestar.exceptions import ValidationException
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from app.sandbox.counters import CountersOut
 from app.sandbox.faults import FaultSettings
@@ -123,7 +124,9 @@ def _world_error(exc: WorldError) -> Response[bytes]:
 
 
 @post("/_sandbox/orders", status_code=201)
-async def create_orders(sandbox: Sandbox, data: CreateOrdersIn | None = None) -> ChangesOut:
+async def create_orders(
+    sandbox: NamedDependency[Sandbox], data: JSONBody[CreateOrdersIn | None] = None
+) -> ChangesOut:
     """Create orders: ``{"count": 1, "items": null}`` (``items`` 1-3, default random)."""
     body = data or CreateOrdersIn()
     return _changes(sandbox.create_orders(body.count, body.items))
@@ -131,7 +134,7 @@ async def create_orders(sandbox: Sandbox, data: CreateOrdersIn | None = None) ->
 
 @post("/_sandbox/orders/{order_id:int}/advance", status_code=200)
 async def advance_order(
-    sandbox: Sandbox, order_id: int, data: AdvanceOrderIn | None = None
+    sandbox: NamedDependency[Sandbox], order_id: FromPath[int], data: JSONBody[AdvanceOrderIn | None] = None
 ) -> ChangesOut | Response[bytes]:
     """Advance one item (``itemId``, optionally ``to`` a status, ``force`` off-graph) or the whole order."""
     body = data or AdvanceOrderIn()
@@ -146,32 +149,34 @@ async def advance_order(
 
 
 @post("/_sandbox/advance", status_code=200)
-async def random_steps(sandbox: Sandbox, data: RandomStepsIn | None = None) -> ChangesOut:
+async def random_steps(
+    sandbox: NamedDependency[Sandbox], data: JSONBody[RandomStepsIn | None] = None
+) -> ChangesOut:
     """``{"steps": N}`` seeded random item steps (fewer if every item is final)."""
     return _changes(sandbox.random_steps((data or RandomStepsIn()).steps))
 
 
 @get("/_sandbox/clock")
-async def read_clock(sandbox: Sandbox) -> ClockOut:
+async def read_clock(sandbox: NamedDependency[Sandbox]) -> ClockOut:
     """The simulated time and speed."""
     return ClockOut(now=format_time(sandbox.clock.now()), speed=sandbox.clock.speed)
 
 
 @post("/_sandbox/clock", status_code=200)
-async def jump_clock(sandbox: Sandbox, data: ClockIn) -> ClockOut:
+async def jump_clock(sandbox: NamedDependency[Sandbox], data: JSONBody[ClockIn]) -> ClockOut:
     """``{"advanceSeconds": S}``: jump simulated time forward."""
     sandbox.advance_clock(data.advance_seconds)
     return ClockOut(now=format_time(sandbox.clock.now()), speed=sandbox.clock.speed)
 
 
 @get("/_sandbox/faults")
-async def read_faults(sandbox: Sandbox) -> FaultSettings:
+async def read_faults(sandbox: NamedDependency[Sandbox]) -> FaultSettings:
     """The current fault settings."""
     return sandbox.faults.settings
 
 
 @patch("/_sandbox/faults")
-async def update_faults(sandbox: Sandbox, data: dict[str, Any]) -> FaultSettings:
+async def update_faults(sandbox: NamedDependency[Sandbox], data: JSONBody[dict[str, Any]]) -> FaultSettings:
     """Partial update of the fault settings (any subset of the keys of ``GET``)."""
     try:
         return sandbox.faults.update(data)
@@ -180,13 +185,13 @@ async def update_faults(sandbox: Sandbox, data: dict[str, Any]) -> FaultSettings
 
 
 @get("/_sandbox/counters")
-async def read_counters(sandbox: Sandbox) -> CountersOut:
+async def read_counters(sandbox: NamedDependency[Sandbox]) -> CountersOut:
     """Webhook and REST counters."""
     return sandbox.counters_snapshot()
 
 
 @get("/_sandbox/truth")
-async def read_truth(sandbox: Sandbox) -> TruthOut:
+async def read_truth(sandbox: NamedDependency[Sandbox]) -> TruthOut:
     """Every item's current status and ``statusUpdatedAt``, by order id then item id."""
     items = tuple(
         TruthItemOut(
@@ -203,7 +208,7 @@ async def read_truth(sandbox: Sandbox) -> TruthOut:
 
 
 @get("/_sandbox/webhooks")
-async def read_webhooks(sandbox: Sandbox) -> WebhooksOut:
+async def read_webhooks(sandbox: NamedDependency[Sandbox]) -> WebhooksOut:
     """Pending deliveries and the outcomes of the latest ones."""
     recent = sandbox.deliverer.recent if sandbox.deliverer else ()
     return WebhooksOut(
@@ -223,7 +228,8 @@ async def read_webhooks(sandbox: Sandbox) -> WebhooksOut:
 
 @post("/_sandbox/webhooks/settle")
 async def settle_webhooks(
-    sandbox: Sandbox, timeout_s: Annotated[float, Parameter(query="timeout", ge=0, le=600)] = 30.0
+    sandbox: NamedDependency[Sandbox],
+    timeout_s: Annotated[float, QueryParameter(name="timeout", ge=0, le=600)] = 30.0,
 ) -> Response[SettleOut]:
     """Wait (``?timeout=`` seconds, default 30) until no delivery is pending: 200, or 504 if time ran out."""
     settled = await sandbox.deliverer.wait_settled(timeout_s) if sandbox.deliverer else True

@@ -19,7 +19,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from litestar import Request, Response, get
+from litestar.di import NamedDependency
 from litestar.enums import MediaType
+from litestar.params import FromPath
 
 from app.sandbox.faults import Endpoint
 from app.sandbox.service import Sandbox
@@ -72,7 +74,10 @@ async def _guard(sandbox: Sandbox, endpoint: Endpoint, request: Request[Any, Any
 
 
 async def _answer(
-    sandbox: Sandbox, endpoint: Endpoint, request: Request[Any, Any, Any], order_id: str | None
+    sandbox: Sandbox,
+    endpoint: Endpoint,
+    request: Request[Any, Any, Any],
+    order_id: str | None,
 ) -> Response[bytes]:
     try:
         await _guard(sandbox, endpoint, request)
@@ -88,13 +93,15 @@ async def _answer(
 
 
 @get("/api/v1/orders/{order_id:str}")
-async def get_order(request: Request[Any, Any, Any], order_id: str, sandbox: Sandbox) -> Response[bytes]:
+async def get_order(
+    request: Request[Any, Any, Any], order_id: FromPath[str], sandbox: NamedDependency[Sandbox]
+) -> Response[bytes]:
     """Get Order."""
     return await _answer(sandbox, "get_order", request, order_id)
 
 
 @get("/api/v1/orders")
-async def list_orders(request: Request[Any, Any, Any], sandbox: Sandbox) -> Response[bytes]:
+async def list_orders(request: Request[Any, Any, Any], sandbox: NamedDependency[Sandbox]) -> Response[bytes]:
     """List Orders."""
     return await _answer(sandbox, "list_orders", request, None)
 
