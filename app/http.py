@@ -133,9 +133,12 @@ def create_app(services: Services) -> Litestar:
     @get("/health/ready")
     async def ready() -> Response[Any]:
         """200 when the database answers and its schema is the one this code expects."""
-        try:
+        async def schema_version() -> int:
             async with pool.acquire() as conn:
-                version = await guard(migrations.current_version(conn))
+                return await migrations.current_version(conn)
+
+        try:
+            version = await guard(schema_version())
         except StorageUnavailable as exc:
             return problem(503, "not-ready", "Not ready", f"database unavailable: {exc}")
         expected = migrations.latest_version()

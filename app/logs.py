@@ -49,3 +49,6 @@ def configure(log_format: str, level: int = logging.INFO) -> None:
     logging.getLogger("uvicorn.access").disabled = True
     for noisy in ("httpx", "httpcore", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # While the database is away asyncpg's pool logs a traceback per reconnect attempt; bunsync's own
+    # storage_unavailable / webhook_unavailable lines already say what is wrong, once per request.
+    logging.getLogger("asyncpg.pool").setLevel(logging.ERROR)

@@ -39,8 +39,8 @@ async def test_log_refuses_change_even_for_the_owner(
 ) -> None:
     async with pool.acquire() as conn:
         await event_log.append(conn, [_event("a", 1)])
-    # (A plain TRUNCATE is already refused for the conflicts table's foreign key; CASCADE reaches the trigger.)
-    with pytest.raises(asyncpg.PostgresError, match="append-only|referenced in a foreign key"):
+    # (A plain TRUNCATE is already refused for the conflicts table's foreign key; CASCADE meets the trigger.)
+    with pytest.raises(asyncpg.PostgresError, match=r"append-only|referenced in a foreign key"):
         await admin.execute(statement)
     # Not even with triggers disabled for replication.
     await admin.execute("SET session_replication_role = replica")

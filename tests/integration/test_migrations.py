@@ -20,8 +20,13 @@ async def test_migrations_apply_to_an_empty_database(empty_database_url: str) ->
                 "WHERE table_schema IN ('bunsync', 'reporting')"
             )
         }
-        assert {"bunsync.event_log", "bunsync.fetch_queue", "bunsync.webhook_conflicts",
-                "bunsync.schema_migrations", "reporting.webhook_events"} <= tables
+        assert {
+            "bunsync.event_log",
+            "bunsync.fetch_queue",
+            "bunsync.webhook_conflicts",
+            "bunsync.schema_migrations",
+            "reporting.webhook_events",
+        } <= tables
         columns = [
             r["column_name"]
             for r in await conn.fetch(
@@ -29,8 +34,16 @@ async def test_migrations_apply_to_an_empty_database(empty_database_url: str) ->
                 "WHERE table_schema = 'reporting' AND table_name = 'webhook_events' ORDER BY ordinal_position"
             )
         ]
-        assert columns == ["event_id", "event_type", "payload_version", "order_id", "recognized",
-                           "signed_at", "received_at", "position"]
+        assert columns == [
+            "event_id",
+            "event_type",
+            "payload_version",
+            "order_id",
+            "recognized",
+            "signed_at",
+            "received_at",
+            "position",
+        ]
         assert await migrations.migrate(conn) == []  # a second run applies nothing
 
 

@@ -1,0 +1,155 @@
+"""The real ``bunsync serve`` over HTTP: every webhook outcome, its status code, and the rows it leaves."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import asyncpg
+import httpx
+import pytest
+
+from app.signature import sign
+from tests.e2e.conftest import SECRET, Serve, TcpProxy
+
+pytestmark = pytest.mark.e2e
+
+
+def _body(event_id: str, order_id: int = 100, status: str = "PAYMENT_RECEIVED", version: str = "v1") -> bytes:
+    return (
+        f'{{"eventId":"{event_id}","eventType":"order.status.changed","payloadVersion":"{version}",'
+        f'"data":{{"orderId":{order_id},"orderItems":[{{"orderItemId":{order_id}1,"pid":5,"orderStatus":"{status}"}}]}}}}'
+    ).encode()
+
+
+def _post(
+    serve: Serve, body: bytes, *, secret: str = SECRET, t: int | None = None, header: str | None = None
+) -> httpx.Response:
+    signature = header if header is not None else sign(secret, int(time.time()) if t is None else t, body)
+    return httpx.post(
+        f"{serve.url}/webhooks/bunjang",
+        content=body,
+        headers={"X-Bun-Webhook-Signature": signature, "Content-Type": "application/json"},
+        timeout=10,
+    )
+
+
+def _problem_type(r: httpx.Response) -> str:
+    assert r.headers["content-type"] == "application/problem+json"
+    return str(r.json()["type"])
+
+
+async def _rows(dsn: str, sql: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return list(await conn.fetch(sql))
+    finally:
+        await conn.close()
+
+
+async def test_every_outcome_over_http(database_url: str, start_serve: Callable[..., Serve]) -> None:
+    serve = start_serve({"BUNSYNC_DATABASE_URL": database_url})
+    assert httpx.get(f"{serve.url}/health/live").status_code == 200
+
+    # Accepted, then the same delivery again (Bunjang's retry, re-signed later): 204, nothing new.
+    assert _post(serve, _body("A")).status_code == 204
+    assert _post(serve, _body("A"), t=int(time.time()) + 5).status_code == 204
+    # Signed with the other configured secret (rotation): accepted.
+    assert _post(serve, _body("B", order_id=200), secret="old-secret").status_code == 204
+    # Same eventId, different body: 204 and a conflict record.
+    assert _post(serve, _body("A", status="SHIP_READY")).status_code == 204
+    # Unknown payload version, unknown type, undecodable, and not JSON at all: stored verbatim, not fetched.
+    assert _post(serve, _body("C", order_id=300, version="v2")).status_code == 204
+    assert (
+        _post(serve, b'{"eventId":"D","eventType":"order.created","payloadVersion":"v1"}').status_code == 204
+    )
+    assert (
+        _post(serve, b'{"eventId":"E","eventType":"order.status.changed","payloadVersion":"v1"}').status_code
+        == 204
+    )
+    assert _post(serve, b"\x00not json").status_code == 204
+    # Bad signatures: 401 with a stable problem type each.
+    assert _problem_type(_post(serve, _body("F"), header="")) == "urn:bunsync:problem:signature-missing"
+    assert _problem_type(_post(serve, _body("F"), header="t=1")) == "urn:bunsync:problem:signature-malformed"
+    assert _problem_type(_post(serve, _body("F"), secret="wrong")) == "urn:bunsync:problem:signature-invalid"
+    stale = _post(serve, _body("F"), t=int(time.time()) - 1000)
+    assert (stale.status_code, _problem_type(stale)) == (401, "urn:bunsync:problem:signature-stale")
+    # Over 1 MiB: 413 before anything else.
+    big = _post(serve, b"x" * (1024 * 1024 + 1))
+    assert (big.status_code, _problem_type(big)) == (413, "urn:bunsync:problem:body-too-large")
+    # A body of 1 MiB exactly is read (and, being validly signed garbage, kept as unrecognised).
+    assert _post(serve, b"y" * (1024 * 1024)).status_code == 204
+
+    rows = await _rows(
+        database_url,
+        "SELECT event_id, event_type, payload_version, order_id, recognized, signed_at IS NOT NULL AS signed "
+        "FROM reporting.webhook_events ORDER BY position",
+    )
+    assert [(r["event_id"], r["order_id"], r["recognized"]) for r in rows] == [
+        ("A", 100, True),
+        ("B", 200, True),
+        ("C", None, False),
+        ("D", None, False),
+        ("E", None, False),
+        (None, None, False),
+        (None, None, False),
+    ]
+    assert all(r["signed"] for r in rows)
+    assert rows[2]["payload_version"] == "v2" and rows[3]["event_type"] == "order.created"
+    fetches = await _rows(database_url, "SELECT order_id FROM bunsync.fetch_queue ORDER BY order_id")
+    assert [r["order_id"] for r in fetches] == [100, 200]
+    conflicts = await _rows(database_url, "SELECT idempotency_key, raw FROM bunsync.webhook_conflicts")
+    assert [(c["idempotency_key"], c["raw"]) for c in conflicts] == [
+        ("webhook:A", _body("A", status="SHIP_READY"))
+    ]
+    raw = await _rows(database_url, "SELECT raw FROM bunsync.event_log WHERE idempotency_key = 'webhook:A'")
+    assert raw[0]["raw"] == _body("A")  # the bytes exactly as received
+    assert "e2e-secret" not in serve.logs()
+
+
+async def test_concurrent_deliveries_are_each_stored_once(
+    database_url: str, start_serve: Callable[..., Serve]
+) -> None:
+    serve = start_serve({"BUNSYNC_DATABASE_URL": database_url})
+    bodies = [_body(f"E{i}", order_id=1000 + i % 50) for i in range(300)]
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64), timeout=30) as client:
+
+        async def post(body: bytes) -> int:
+            headers = {"X-Bun-Webhook-Signature": sign(SECRET, int(time.time()), body)}
+            return (
+                await client.post(f"{serve.url}/webhooks/bunjang", content=body, headers=headers)
+            ).status_code
+
+        # Every body twice, interleaved: duplicates race their originals inside one batch.
+        codes = await asyncio.gather(*(post(b) for b in bodies + bodies))
+    assert set(codes) == {204}
+    rows = await _rows(
+        database_url, "SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM reporting.webhook_events"
+    )
+    assert (rows[0]["n"], rows[0]["d"]) == (300, 300)
+    conflicts = await _rows(database_url, "SELECT count(*) AS n FROM bunsync.webhook_conflicts")
+    assert conflicts[0]["n"] == 0
+    fetches = await _rows(database_url, "SELECT count(*) AS n FROM bunsync.fetch_queue")
+    assert fetches[0]["n"] == 50
+
+
+async def test_database_unreachable_answers_503_then_recovers(
+    database_url: str, db_proxy: tuple[TcpProxy, str], start_serve: Callable[..., Serve]
+) -> None:
+    proxy, dsn = db_proxy
+    serve = start_serve({"BUNSYNC_DATABASE_URL": dsn})
+    assert _post(serve, _body("before")).status_code == 204
+    proxy.cut()
+    during = [_post(serve, _body(f"during{i}")) for i in range(5)]
+    assert {r.status_code for r in during} == {503}
+    assert {_problem_type(r) for r in during} == {"urn:bunsync:problem:storage-unavailable"}
+    assert httpx.get(f"{serve.url}/health/ready").status_code == 503
+    proxy.restore()
+    deadline = time.monotonic() + 30
+    while _post(serve, _body("after")).status_code != 204:
+        assert time.monotonic() < deadline, "did not recover after the database came back"
+        time.sleep(0.2)
+    rows = await _rows(database_url, "SELECT event_id FROM reporting.webhook_events ORDER BY position")
+    assert [r["event_id"] for r in rows] == ["before", "after"]  # nothing acknowledged was lost
+    assert "Traceback" not in serve.logs()
