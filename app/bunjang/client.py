@@ -214,10 +214,17 @@ class BunjangClient:
 
     async def _attempt(self, endpoint: str, path: str, params: dict[str, str] | None) -> httpx.Response:
         """One attempt; an expired token is re-minted and re-sent once, within the same attempt."""
+        started = time.monotonic()
         response = await self._send(path, params)
         if response.status_code == 401 and _error_body(response).error_code == EXPIRED_AUTH_TOKEN:
             log.info("bunjang.token_expired_reminting", endpoint=endpoint)
             response = await self._send(path, params)
+        log.debug(
+            "bunjang.answered",
+            endpoint=endpoint,
+            status=response.status_code,
+            elapsed_ms=round((time.monotonic() - started) * 1000, 1),
+        )
         if response.is_success:
             return response
         raise _error_for(endpoint, response, self._clock())

@@ -26,7 +26,7 @@ log = structlog.get_logger(__name__)
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add every sandbox flag to ``parser``."""
-    parser.description = (
+    parser.description = parser.description or (
         "Run a local stand-in for the Bunjang Open API: Get Order and List Orders (JWT checked), orders "
         "whose items move through the status lifecycle, signed webhooks with Bunjang's retry policy, fault "
         "knobs, and admin endpoints under /_sandbox/. Deterministic for a given --seed."

@@ -103,7 +103,7 @@ class Faults:
         self.settings = msgspec.convert(merged, FaultSettings)
         return self.settings
 
-    def api_fault(self, endpoint: Endpoint, order_id: int | None = None) -> ApiFault | None:
+    def api_fault(self, endpoint: Endpoint) -> ApiFault | None:
         """The fault for the REST call being answered now (consumes one script step if any)."""
         s = self.settings
         if s.api_script:
