@@ -79,13 +79,11 @@ async def _answer(
     request: Request[Any, Any, Any],
     order_id: str | None,
 ) -> Response[bytes]:
+    """Run one REST call to its answer, and count it."""
+    status, headers = 200, {}
     try:
         await _guard(sandbox, endpoint, request)
-        status, body = (
-            200,
-            _get_order(sandbox, order_id) if order_id is not None else _list_orders(sandbox, request),
-        )
-        headers: dict[str, str] = {}
+        body = _get_order(sandbox, order_id) if order_id is not None else _list_orders(sandbox, request)
     except ApiAnswer as answer:
         status, body, headers = answer.status, error_body(answer.error_code, answer.reason), answer.headers
     sandbox.counters.api_call(endpoint, status)

@@ -55,6 +55,12 @@ def new_event_id(rng: random.Random, at: datetime) -> str:
     return "".join(_CROCKFORD[(value >> (5 * i)) & 31] for i in reversed(range(26)))
 
 
+def report_crash(task: asyncio.Task[None]) -> None:
+    """Done-callback of background tasks: a task that dies of a bug says so instead of vanishing."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("sandbox.task_crashed", task=task.get_name(), error=repr(exc), exc_info=exc)
+
+
 @dataclass(slots=True)
 class _Job:
     event_id: str
@@ -122,6 +128,7 @@ class Deliverer:
         """Start the dispatcher (call once, on the running loop)."""
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(self._timeout_s), follow_redirects=False)
         self._dispatcher = asyncio.create_task(self._dispatch(), name="sandbox-webhook-dispatcher")
+        self._dispatcher.add_done_callback(report_crash)
 
     async def stop(self) -> None:
         """Cancel everything still pending (the sandbox is going away) and close connections."""

@@ -24,7 +24,7 @@ from app.sandbox.auth import Rejection, check_token
 from app.sandbox.clock import SimClock
 from app.sandbox.config import SandboxConfig
 from app.sandbox.counters import Counters, CountersOut
-from app.sandbox.delivery import Deliverer, new_event_id
+from app.sandbox.delivery import Deliverer, new_event_id, report_crash
 from app.sandbox.faults import Faults
 from app.sandbox.wire import envelope_body
 from app.sandbox.world import Change, ItemChange, World
@@ -94,6 +94,7 @@ class Sandbox:
             self._next_advance = now + timedelta(seconds=self.config.advance_every_s)
         if self._next_create or self._next_advance:
             self._ticker = asyncio.create_task(self._tick_loop(), name="sandbox-ticker")
+            self._ticker.add_done_callback(report_crash)
         log.info(
             "sandbox.started",
             orders=self.world.order_count,
