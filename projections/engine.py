@@ -1,0 +1,319 @@
+"""The projector engine: runs every projection from its checkpoint to the log's head, and keeps it there.
+
+For each projection, one active instance across all processes: it holds a session-level advisory
+lock on a dedicated connection (standbys poll for it; when the holder's connection dies, PostgreSQL
+releases the lock and a standby takes over). The same connection LISTENs on ``bunsync_events`` to be
+woken by appends; the loop also polls, so a lost notification costs latency, never data.
+
+A batch is one transaction: lock and read the checkpoint, read events in commit-safe order, apply
+them, park the ones a handler cannot apply, move the checkpoint. An event that makes a handler raise
+is parked (``parked_events``) and the projection goes on; :func:`retry_parked` retries parked events
+after a fix. Losing the database is not an event's fault: that error propagates and the loop retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import structlog
+from asyncpg.exceptions import _base as asyncpg_base
+
+from app import db, event_log
+from app.db import Connection, StorageUnavailable
+from app.event_log import Checkpoint, RecordedEvent
+from app.sqlfiles import queries
+from projections import REGISTRY
+from projections.base import Projection
+
+log = structlog.get_logger(__name__)
+_Q = queries("projections")
+
+#: Every projection, by name.
+PROJECTIONS: dict[str, Projection[Any]] = {p.name: p for p in REGISTRY}
+LIVE_SCHEMA = "bunsync"
+CHANNEL = "bunsync_events"
+BATCH_SIZE = 500
+_MAX_BACKOFF_S = 30.0
+
+
+class ProjectorDied(RuntimeError):
+    """A projection loop ended while it should have been running."""
+
+
+def _is_poison(exc: BaseException) -> bool:
+    """Whether ``exc`` is the event's fault (park it), rather than the database being away (retry).
+
+    asyncpg's client-side DataError (a value it cannot encode) subclasses InterfaceError, which the
+    DB boundary counts as "unavailable"; for an event it is bad data, so it is checked first.
+    """
+    if isinstance(exc, asyncpg_base.DataError):
+        return True
+    return not (isinstance(exc, StorageUnavailable) or db.is_unavailable(exc))
+
+
+async def apply_events(
+    conn: Connection, projection: Projection[Any], events: list[RecordedEvent]
+) -> list[tuple[RecordedEvent, BaseException]]:
+    """Apply ``events`` in the caller's transaction; return those that could not be applied.
+
+    Decoding is per event. The batch is written in one savepoint; if that fails because of the data,
+    each event is written again in its own savepoint, so only the culprits are left out.
+    """
+    failed: list[tuple[RecordedEvent, BaseException]] = []
+    decoded: list[tuple[RecordedEvent, Any]] = []
+    for event in events:
+        try:
+            decoded.append((event, projection.decode(event)))
+        except Exception as exc:  # a payload this handler cannot read: park it, go on
+            failed.append((event, exc))
+    if not decoded:
+        return failed
+    try:
+        async with conn.transaction():
+            await projection.write(conn, decoded)
+    except Exception as exc:
+        if not _is_poison(exc):
+            raise
+        for one in decoded:
+            try:
+                async with conn.transaction():
+                    await projection.write(conn, [one])
+            except Exception as one_exc:
+                if not _is_poison(one_exc):
+                    raise
+                failed.append((one[0], one_exc))
+    return sorted(failed, key=lambda f: f[0].position)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+async def process_batch(
+    conn: Connection, projection: Projection[Any], *, schema: str = LIVE_SCHEMA, batch_size: int = BATCH_SIZE
+) -> int:
+    """Project the next batch after the checkpoint in one transaction; return how many events were read.
+
+    ``schema`` holds the tables and checkpoint written (the live ones, or a rebuild's). When ``conn``
+    is already in a transaction this runs in a savepoint of it.
+    """
+    async with conn.transaction():
+        await db.guard(conn.execute(_Q["use_schema"], schema))
+        row = await db.guard(conn.fetchrow(_Q["lock_checkpoint"], projection.name))
+        if row is None:
+            raise ProjectorDied(f"projection {projection.name} has no checkpoint in schema {schema}")
+        checkpoint = Checkpoint(tx_id=int(row["tx_text"]), position=row["position"])
+        batch = await event_log.read_after(conn, checkpoint, batch_size)
+        if not batch:
+            return 0
+        handled = [e for e in batch if e.type in projection.handles]
+        for event, exc in await apply_events(conn, projection, handled):
+            await db.guard(conn.execute(_Q["park"], projection.name, event.position, _describe(exc)))
+            log.error(
+                "projection_event_parked",
+                projection=projection.name,
+                position=event.position,
+                event_type=event.type,
+                error=_describe(exc),
+                action="fix the cause, then retry parked events (bunsync CLI)",
+            )
+        last = batch[-1].checkpoint
+        await db.guard(
+            conn.execute(_Q["save_checkpoint"], projection.name, str(last.tx_id), last.position, len(batch))
+        )
+    return len(batch)
+
+
+async def retry_requested(conn: Connection, projection: Projection[Any], *, schema: str = LIVE_SCHEMA) -> int:
+    """Retry the parked events of ``projection`` whose retry was requested; return how many now applied."""
+    resolved = 0
+    async with conn.transaction():
+        await db.guard(conn.execute(_Q["use_schema"], schema))
+        # Same row lock as a batch: a retry never interleaves with a batch or a rebuild's swap.
+        await db.guard(conn.fetchrow(_Q["lock_checkpoint"], projection.name))
+        for row in await db.guard(conn.fetch(_Q["retry_requested"], projection.name)):
+            event = await _event_at(conn, row["position"])
+            failed = await apply_events(conn, projection, [event]) if event.type in projection.handles else []
+            if failed:
+                await db.guard(
+                    conn.execute(_Q["park"], projection.name, event.position, _describe(failed[0][1]))
+                )
+                log.warning("parked_event_still_failing", projection=projection.name, position=event.position)
+            else:
+                await db.guard(conn.execute(_Q["resolve"], projection.name, event.position))
+                resolved += 1
+    return resolved
+
+
+async def _event_at(conn: Connection, position: int) -> RecordedEvent:
+    r = await db.guard(conn.fetchrow(_Q["event_at"], position))
+    if r is None:
+        raise ProjectorDied(f"parked event {position} is not in the log")
+    return RecordedEvent(
+        position=r["position"],
+        tx_id=int(r["tx_text"]),
+        stream=r["stream"],
+        type=r["type"],
+        payload_json=r["payload"],
+        source=r["source"],
+        signed_at=r["signed_at"],
+        received_at=r["received_at"],
+        recorded_at=r["recorded_at"],
+    )
+
+
+async def catch_up(pool: asyncpg.Pool, projection: Projection[Any], *, batch_size: int = BATCH_SIZE) -> int:
+    """Project batches until the checkpoint reaches the readable head (or ``batch_size`` events x 20,
+    so one busy projection cannot starve the loop's other duties); return how many events were read."""
+    total = 0
+    for _ in range(20):
+        async with pool.acquire() as conn:
+            n = await process_batch(conn, projection, batch_size=batch_size)
+        total += n
+        if n < batch_size:
+            break
+    return total
+
+
+async def retry_parked(dsn: str, projection: str | None = None) -> int:
+    """Retry parked events (of one projection, or all); return how many were retried.
+
+    Where no projector of the projection is active, they are retried here and now. Where one is
+    active (it holds the projection's lock), the request is left for it: it retries them on its next
+    pass, within a poll interval. Outcomes are logged either way.
+    """
+    names = [projection] if projection else sorted(PROJECTIONS)
+    unknown = [n for n in names if n not in PROJECTIONS]
+    if unknown:
+        raise ValueError(f"unknown projection(s) {unknown}; known: {sorted(PROJECTIONS)}")
+    retried = 0
+    async with db.service_connection(dsn) as conn:
+        for name in names:
+            requested = int(await db.guard(conn.fetchval(_Q["request_retry"], name)))
+            if not requested:
+                continue
+            retried += requested
+            if not await db.guard(conn.fetchval(_Q["try_lock"], name)):
+                log.info("parked_retry_requested", projection=name, events=requested, by="active projector")
+                continue
+            try:
+                resolved = await retry_requested(conn, PROJECTIONS[name])
+            finally:
+                await db.guard(conn.fetchval(_Q["unlock"], name))
+            log.info("parked_retried", projection=name, events=requested, resolved=resolved)
+    return retried
+
+
+async def lag(conn: Connection) -> dict[str, int]:
+    """Events behind the log head, per projection."""
+    return {r["projection"]: int(r["lag"]) for r in await db.guard(conn.fetch(_Q["lag"]))}
+
+
+async def run_projectors(
+    pool: asyncpg.Pool, dsn: str, stop: asyncio.Event, *, poll_interval_s: float = 1.0
+) -> None:
+    """Run every projection until ``stop`` is set; each finishes its batch in flight first.
+
+    If a projection's loop dies, the others are stopped and the error is raised: the process should
+    not run half-alive (its supervisor restarts it).
+    """
+    halt = asyncio.Event()
+    loops = [
+        asyncio.create_task(
+            ProjectorLoop(p, pool, dsn, halt, poll_interval_s).run(), name=f"projector:{p.name}"
+        )
+        for p in PROJECTIONS.values()
+    ]
+    stopper = asyncio.create_task(stop.wait(), name="projectors:stop")
+    try:
+        done, _ = await asyncio.wait([*loops, stopper], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        halt.set()
+        stopper.cancel()
+        results = await asyncio.gather(*loops, return_exceptions=True)
+    for task, result in zip(loops, results, strict=True):
+        if task in done and not stop.is_set():
+            log.error("projector_died", task=task.get_name(), error=repr(result))
+            if isinstance(result, BaseException):
+                raise ProjectorDied(f"{task.get_name()} died: {result!r}") from result
+            raise ProjectorDied(f"{task.get_name()} ended unexpectedly")
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+async def _wait(events: list[asyncio.Event], timeout_s: float) -> None:
+    """Wait until any of ``events`` is set, or ``timeout_s`` passed."""
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+
+
+class ProjectorLoop:
+    """One projection's loop: standby until it holds the lock, then project on every wake-up/poll."""
+
+    def __init__(
+        self, projection: Projection[Any], pool: asyncpg.Pool, dsn: str, halt: asyncio.Event, poll_s: float
+    ) -> None:
+        self.projection = projection
+        self.pool = pool
+        self.dsn = dsn
+        self.halt = halt
+        self.poll_s = poll_s
+
+    async def run(self) -> None:
+        """Until halted: hold the lock and project; ride out the database going away."""
+        backoff = self.poll_s
+        while not self.halt.is_set():
+            try:
+                await self._hold_and_project()
+                backoff = self.poll_s
+            except Exception as exc:
+                # Only "the database is away" is ridden out; anything else ends the loop (and the
+                # supervisor in run_projectors stops the process) rather than running half-alive.
+                if not (isinstance(exc, StorageUnavailable) or db.is_unavailable(exc)):
+                    raise
+                log.warning(
+                    "projector_db_unavailable",
+                    projection=self.projection.name,
+                    error=str(exc),
+                    retry_in_s=backoff,
+                )
+                await _wait([self.halt], backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_S)
+
+    async def _hold_and_project(self) -> None:
+        name = self.projection.name
+        async with db.service_connection(self.dsn) as lock_conn:
+            standby_logged = False
+            while not await db.guard(lock_conn.fetchval(_Q["try_lock"], name)):
+                if not standby_logged:
+                    log.info("projector_standby", projection=name)
+                    standby_logged = True
+                await _wait([self.halt], self.poll_s)
+                if self.halt.is_set():
+                    return
+            log.info("projector_active", projection=name)
+            wake, lost = asyncio.Event(), asyncio.Event()
+            await db.guard(lock_conn.add_listener(CHANNEL, lambda *_: wake.set()))
+            lock_conn.add_termination_listener(lambda *_: lost.set())
+            async with self.pool.acquire() as conn:
+                await db.guard(conn.execute(_Q["ensure_checkpoint"], name))
+            while not self.halt.is_set():
+                if lost.is_set() or lock_conn.is_closed():
+                    raise StorageUnavailable(f"projector {name} lost its lock connection")
+                wake.clear()
+                read = await catch_up(self.pool, self.projection)
+                async with self.pool.acquire() as conn:
+                    await retry_requested(conn, self.projection)
+                if read:
+                    log.debug("projection_advanced", projection=name, events=read)
+                    continue
+                await _wait([self.halt, wake, lost], self.poll_s)
+                # The lock lives as long as this connection: make sure it still does.
+                await db.guard(lock_conn.fetchval(_Q["ping"]))

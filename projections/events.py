@@ -1,0 +1,212 @@
+"""The log event types the projections consume, their payloads, and decoding them into observations.
+
+Payloads are decoded once, here, with msgspec. Every field the API might omit is optional: Bunjang
+documents every time and nested object as nullable. Ids and prices are bounded to PostgreSQL's
+bigint so that a value that cannot be stored fails here, as a parked event, not in the database.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import msgspec
+
+from app.event_log import RecordedEvent
+from projections.rules import Observation
+
+WEBHOOK_STATUS_CHANGED = "webhook.order_status_changed.v1"
+ORDER_OBSERVED = "order.observed"
+ORDER_LISTED = "order.listed"
+#: Stored verbatim by ingest; never projected.
+WEBHOOK_UNRECOGNIZED = "webhook.unrecognized"
+
+SOURCE_WEBHOOK = "webhook"
+SOURCE_GET_ORDER = "get_order"
+SOURCE_LIST_ORDERS = "list_orders"
+
+BigInt = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+Text = Annotated[str, msgspec.Meta(max_length=10_000)]
+
+
+# --- webhook.order_status_changed.v1: the webhook envelope ---------------------------------------
+
+
+class WebhookItem(msgspec.Struct, frozen=True, rename="camel"):
+    """One item of ``data.orderItems`` in an ``order.status.changed`` v1 webhook."""
+
+    order_item_id: BigInt
+    order_status: Text
+    pid: BigInt | None = None
+
+
+class WebhookData(msgspec.Struct, frozen=True, rename="camel"):
+    """``data`` of the webhook envelope."""
+
+    order_id: BigInt
+    order_items: list[WebhookItem]
+
+
+class WebhookEnvelope(msgspec.Struct, frozen=True, rename="camel"):
+    """The part of the webhook envelope the projections read."""
+
+    data: WebhookData
+
+
+# --- order.observed: the Get Order response body -------------------------------------------------
+
+
+class Product(msgspec.Struct, frozen=True, rename="camel"):
+    """``orderItems[].product`` (List Orders carries only ``id``)."""
+
+    id: BigInt | None = None
+    name: Text | None = None
+    price: BigInt | None = None
+
+
+class OrderItem(msgspec.Struct, frozen=True, rename="camel"):
+    """``order.orderItems[]`` of Get Order, or ``orderItems[]`` of a List Orders entry."""
+
+    id: BigInt
+    status: Text | None = None
+    status_updated_at: datetime | None = None
+    product: Product | None = None
+
+
+class Order(msgspec.Struct, frozen=True, rename="camel"):
+    """``data.order`` of Get Order."""
+
+    id: BigInt
+    total_price: BigInt | None = None
+    total_product_price: BigInt | None = None
+    delivery_price: BigInt | None = None
+    order_done_at: datetime | None = None
+    approved_at: datetime | None = None
+    order_items: list[OrderItem] | None = None
+
+
+class Seller(msgspec.Struct, frozen=True, rename="camel"):
+    """``data.seller``."""
+
+    id: BigInt | None = None
+    shop_name: Text | None = None
+
+
+class Invoice(msgspec.Struct, frozen=True, rename="camel"):
+    """``data.delivery.invoice``."""
+
+    no: Text | None = None
+    company_code: Text | None = None
+    company_name: Text | None = None
+
+
+class Address(msgspec.Struct, frozen=True, rename="camel"):
+    """``data.delivery.address``: buyer personal data (stored apart, never logged)."""
+
+    name: Text | None = None
+    phone: Text | None = None
+    address1: Text | None = None
+    address2: Text | None = None
+    zip_code: Text | None = None
+
+
+class Delivery(msgspec.Struct, frozen=True, rename="camel"):
+    """``data.delivery``."""
+
+    invoice: Invoice | None = None
+    address: Address | None = None
+    ship_done_at: datetime | None = None
+
+
+class OrderData(msgspec.Struct, frozen=True, rename="camel"):
+    """``data`` of Get Order."""
+
+    order: Order
+    seller: Seller | None = None
+    delivery: Delivery | None = None
+
+
+class OrderObserved(msgspec.Struct, frozen=True, rename="camel"):
+    """The payload of ``order.observed``: the Get Order body as returned."""
+
+    data: OrderData
+
+
+class OrderListed(msgspec.Struct, frozen=True, rename="camel"):
+    """The payload of ``order.listed``: one order entry of List Orders."""
+
+    id: BigInt
+    order_items: list[OrderItem] | None = None
+
+
+_webhook = msgspec.json.Decoder(WebhookEnvelope)
+_observed = msgspec.json.Decoder(OrderObserved)
+_listed = msgspec.json.Decoder(OrderListed)
+
+
+class UndecodableEvent(ValueError):
+    """An event the projections handle has no payload to decode."""
+
+
+def _payload(event: RecordedEvent) -> bytes:
+    if event.payload_json is None:
+        raise UndecodableEvent(f"event {event.position} ({event.type}) has no JSON payload")
+    return event.payload_json.encode()
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """``value`` with a time zone: the API's times are UTC, so a time without an offset is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def decode_order_observed(event: RecordedEvent) -> OrderObserved:
+    """The Get Order body of an ``order.observed`` event."""
+    return _observed.decode(_payload(event))
+
+
+def observations(event: RecordedEvent) -> list[Observation]:
+    """The per-item status observations an event carries (empty for types without items)."""
+    if event.type == WEBHOOK_STATUS_CHANGED:
+        data = _webhook.decode(_payload(event)).data
+        return [
+            Observation(
+                order_item_id=i.order_item_id,
+                order_id=data.order_id,
+                status=i.order_status,
+                source=SOURCE_WEBHOOK,
+                position=event.position,
+                recorded_at=event.recorded_at,
+                signed_at=utc(event.signed_at),
+                pid=i.pid,
+            )
+            for i in data.order_items
+        ]
+    if event.type == ORDER_OBSERVED:
+        order = decode_order_observed(event).data.order
+        return _api_items(event, order.id, order.order_items or [], SOURCE_GET_ORDER)
+    if event.type == ORDER_LISTED:
+        listed = _listed.decode(_payload(event))
+        return _api_items(event, listed.id, listed.order_items or [], SOURCE_LIST_ORDERS)
+    return []
+
+
+def _api_items(event: RecordedEvent, order_id: int, items: list[OrderItem], source: str) -> list[Observation]:
+    # An item without a status tells nothing about its status: there is nothing to observe.
+    return [
+        Observation(
+            order_item_id=i.id,
+            order_id=order_id,
+            status=i.status,
+            source=source,
+            position=event.position,
+            recorded_at=event.recorded_at,
+            status_updated_at=utc(i.status_updated_at),
+            pid=i.product.id if i.product else None,
+            product_name=i.product.name if i.product else None,
+            price=i.product.price if i.product else None,
+        )
+        for i in items
+        if i.status is not None
+    ]

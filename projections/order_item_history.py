@@ -1,0 +1,61 @@
+"""Projection ``order_item_history``: every status change of every item, once (table
+``order_item_history``, read through ``reporting.order_item_history``, which adds ``previous_status``).
+
+Each batch loads the history of the items it touches, folds its observations through
+:func:`projections.rules.apply_history`, and writes the difference (rows removed, rows added).
+"""
+
+from __future__ import annotations
+
+from app.db import Connection
+from app.event_log import RecordedEvent
+from app.sqlfiles import queries
+from projections import events
+from projections.base import Projection
+from projections.rules import HistoryRow, Observation, apply_history
+
+_Q = queries("order_item_history")
+
+
+class OrderItemHistory(Projection[list[Observation]]):
+    """One row per observed change of an item's status."""
+
+    name = "order_item_history"
+    handles = frozenset({events.WEBHOOK_STATUS_CHANGED, events.ORDER_OBSERVED, events.ORDER_LISTED})
+    tables = ("order_item_history",)
+
+    def decode(self, event: RecordedEvent) -> list[Observation]:
+        return events.observations(event)
+
+    async def write(self, conn: Connection, batch: list[tuple[RecordedEvent, list[Observation]]]) -> None:
+        observed = [o for _, obs in batch for o in obs]
+        if not observed:
+            return
+        ids = sorted({o.order_item_id for o in observed})
+        before: dict[int, list[HistoryRow]] = {i: [] for i in ids}
+        for r in await conn.fetch(_Q["load"], ids):
+            before[r["order_item_id"]].append(HistoryRow(**dict(r)))
+        after = {i: list(rows) for i, rows in before.items()}
+        for o in observed:
+            after[o.order_item_id] = apply_history(after[o.order_item_id], o)
+        removed = [r for i in ids for r in before[i] if r not in after[i]]
+        added = [r for i in ids for r in after[i] if r not in before[i]]
+        if removed:
+            await conn.execute(
+                _Q["delete"],
+                [r.order_item_id for r in removed],
+                [r.status for r in removed],
+                [r.status_updated_at for r in removed],
+            )
+        if added:
+            await conn.execute(
+                _Q["insert"],
+                [r.order_item_id for r in added],
+                [r.order_id for r in added],
+                [r.status for r in added],
+                [r.status_updated_at for r in added],
+                [r.source for r in added],
+                [r.signed_at for r in added],
+                [r.position for r in added],
+                [r.recorded_at for r in added],
+            )
