@@ -131,3 +131,15 @@ def test_missing_postgresql_binaries_say_what_to_install(tmp_path: Path) -> None
 
     with pytest.raises(EmbeddedPostgresError, match="install them"):
         find_binary("definitely-not-a-postgres-binary")
+
+
+def test_demo_runs_end_to_end_and_leaves_nothing_running(tmp_path: Path) -> None:
+    top = Path(tempfile.mkdtemp(prefix="bunsync-demo-test-", dir="/tmp"))
+    top.chmod(0o711)
+    try:
+        done = _bunsync("demo", "--orders", "20", "--rounds", "3", "--data-dir", str(top / "demo"), env={})
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "OK: nothing delivered was lost or doubled" in done.stdout
+        assert not _postmaster_running(top / "demo" / "db")
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
