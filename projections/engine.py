@@ -36,6 +36,8 @@ LIVE_SCHEMA = "bunsync"
 CHANNEL = "bunsync_events"
 BATCH_SIZE = 500
 _MAX_BACKOFF_S = 30.0
+_RECHECKS = 5
+_RECHECK_S = 0.05
 
 
 class ProjectorDied(RuntimeError):
@@ -101,7 +103,8 @@ async def process_batch(
     """
     async with conn.transaction():
         await db.guard(conn.execute(_Q["use_schema"], schema))
-        row = await db.guard(conn.fetchrow(_Q["lock_checkpoint"], projection.name))
+        await db.guard(conn.execute(_Q["lock_writer"], schema, projection.name))
+        row = await db.guard(conn.fetchrow(_Q["checkpoint"], projection.name))
         if row is None:
             raise ProjectorDied(f"projection {projection.name} has no checkpoint in schema {schema}")
         checkpoint = Checkpoint(tx_id=int(row["tx_text"]), position=row["position"])
@@ -131,8 +134,8 @@ async def retry_requested(conn: Connection, projection: Projection[Any], *, sche
     resolved = 0
     async with conn.transaction():
         await db.guard(conn.execute(_Q["use_schema"], schema))
-        # Same row lock as a batch: a retry never interleaves with a batch or a rebuild's swap.
-        await db.guard(conn.fetchrow(_Q["lock_checkpoint"], projection.name))
+        # Same lock as a batch: a retry never interleaves with a batch or a rebuild's swap.
+        await db.guard(conn.execute(_Q["lock_writer"], schema, projection.name))
         for row in await db.guard(conn.fetch(_Q["retry_requested"], projection.name)):
             event = await _event_at(conn, row["position"])
             failed = await apply_events(conn, projection, [event]) if event.type in projection.handles else []
@@ -304,16 +307,25 @@ class ProjectorLoop:
             lock_conn.add_termination_listener(lambda *_: lost.set())
             async with self.pool.acquire() as conn:
                 await db.guard(conn.execute(_Q["ensure_checkpoint"], name))
+            woken = 0
             while not self.halt.is_set():
                 if lost.is_set() or lock_conn.is_closed():
                     raise StorageUnavailable(f"projector {name} lost its lock connection")
                 wake.clear()
                 read = await catch_up(self.pool, self.projection)
                 async with self.pool.acquire() as conn:
-                    await retry_requested(conn, self.projection)
+                    if await db.guard(conn.fetchval(_Q["any_retry_requested"], name)):
+                        await retry_requested(conn, self.projection)
                 if read:
                     log.debug("projection_advanced", projection=name, events=read)
                     continue
+                if woken:
+                    # Woken but nothing readable yet: a transaction older than the notified one is
+                    # still open (commit-safe reads wait for it). Look again shortly.
+                    woken -= 1
+                    await _wait([self.halt], _RECHECK_S)
+                    continue
                 await _wait([self.halt, wake, lost], self.poll_s)
+                woken = _RECHECKS if wake.is_set() else 0
                 # The lock lives as long as this connection: make sure it still does.
                 await db.guard(lock_conn.fetchval(_Q["ping"]))

@@ -3,8 +3,8 @@
 1. Fresh, empty copies of the projection's tables are made in schema ``bunsync_build_<name>``, with
    their own checkpoint at the start of the log; the engine fills them batch by batch (the same code
    as the live projector, pointed there by ``search_path``) while the live tables keep serving.
-2. The swap is one transaction: lock the live checkpoint row (so the live projector, which takes
-   the same row lock in each batch, finishes its batch in flight and then waits), catch up to the
+2. The swap is one transaction: take the live writer's lock (so the live projector, which takes
+   the same lock in each batch, finishes its batch in flight and then waits), catch up to the
    log's readable head, move the live tables out and the rebuilt ones in, re-create the reporting
    views (a view is bound to a table, not to its name), drop the old tables. Readers see the old
    rows until the commit and the new ones after it, never an empty or partial view. The live
@@ -37,7 +37,7 @@ from rich.text import Text
 from app import db, sqlfiles
 from app.sqlfiles import queries
 from projections.base import Projection
-from projections.engine import PROJECTIONS, process_batch
+from projections.engine import LIVE_SCHEMA, PROJECTIONS, process_batch
 
 log = structlog.get_logger(__name__)
 _Q = queries("rebuild")
@@ -98,7 +98,9 @@ async def _swap(
         try:
             async with conn.transaction():
                 await db.guard(conn.execute(_Q["lock_timeout"], SWAP_LOCK_TIMEOUT))
-                await db.guard(conn.fetchrow(_P["lock_live_checkpoint"], projection.name))
+                # The live writer's lock: waits for the live batch in flight, then holds the live
+                # projector off until the swap commits (it then resumes from the rebuilt checkpoint).
+                await db.guard(conn.execute(_P["lock_writer"], LIVE_SCHEMA, projection.name))
                 caught_up = 0
                 while n := await process_batch(conn, projection, schema=schema, batch_size=batch_size):
                     caught_up += n

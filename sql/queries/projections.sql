@@ -7,20 +7,21 @@ SELECT set_config('search_path', $1::text, true);
 -- Create projection $1's checkpoint at the start of the log if it has none yet.
 INSERT INTO bunsync.projection_checkpoints (projection) VALUES ($1) ON CONFLICT DO NOTHING;
 
--- name: lock_checkpoint
--- Projection $1's checkpoint, locked until the transaction ends. Every batch re-reads it under this
--- row lock, so two writers of one projection (a projector that lost its advisory lock a moment ago,
--- or a rebuild swapping tables) are serialised and never apply the same event twice.
--- Unqualified: the live checkpoint, or the rebuild's own one in the build schema.
+-- name: lock_writer
+-- Become the only writer of projection $2's tables in schema $1 until this transaction ends.
+-- Every batch takes it before reading its checkpoint, so two writers of one projection (a projector
+-- that lost its advisory session lock a moment ago, a retry, or a rebuild's swap) are serialised and
+-- never apply an event twice. An advisory lock, not SELECT ... FOR UPDATE: a row lock would give the
+-- transaction an xid, and an open xid holds back every commit-safe reader (see read_after), even when
+-- there is nothing to write.
+SELECT pg_advisory_xact_lock(hashtext('bunsync.projection_writer'), hashtext($1::text || '.' || $2::text));
+
+-- name: checkpoint
+-- Projection $1's checkpoint (read after lock_writer, so it is the last writer's). Unqualified: the
+-- live checkpoint, or the rebuild's own one in the build schema.
 SELECT tx_id::text AS tx_text, position, events_read
 FROM projection_checkpoints
-WHERE projection = $1
-FOR UPDATE;
-
--- name: lock_live_checkpoint
--- The live checkpoint of projection $1, locked (a rebuild's swap takes it: it waits for the live
--- projector's batch in flight, and the live projector waits for the swap).
-SELECT position FROM bunsync.projection_checkpoints WHERE projection = $1 FOR UPDATE;
+WHERE projection = $1;
 
 -- name: save_checkpoint
 -- Move projection $1's checkpoint to ($2 tx id as text, $3 position), having read $4 more events.
@@ -65,11 +66,17 @@ WITH r AS (
 SELECT count(*) FROM r;
 
 -- name: retry_requested
--- Positions of projection $1's parked events awaiting a retry, oldest first, locked.
+-- Positions of projection $1's parked events awaiting a retry, oldest first (read under lock_writer).
 SELECT position FROM parked_events
 WHERE projection = $1 AND resolved_at IS NULL AND retry_requested_at IS NOT NULL
-ORDER BY position
-FOR UPDATE;
+ORDER BY position;
+
+-- name: any_retry_requested
+-- Whether projection $1 has parked events awaiting a retry (cheap: partial index on unresolved).
+SELECT EXISTS (
+    SELECT 1 FROM bunsync.parked_events
+    WHERE projection = $1 AND resolved_at IS NULL AND retry_requested_at IS NOT NULL
+);
 
 -- name: resolve
 -- Mark parked event $2 of projection $1 as applied by a retry.
