@@ -1,0 +1,1 @@
+"""``bunsync sandbox``: a local, deterministic stand-in for Bunjang (REST API, webhooks, fault knobs)."""
