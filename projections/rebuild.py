@@ -15,6 +15,7 @@ An interrupted rebuild leaves the live tables untouched; running it again starts
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from types import TracebackType
@@ -46,6 +47,7 @@ _P = queries("projections")
 BATCH_SIZE = 5000
 SWAP_ATTEMPTS = 5
 SWAP_LOCK_TIMEOUT = "10s"
+SWAP_LOCK_WAIT_S = 10.0
 _LOG_EVERY_S = 5.0
 
 
@@ -104,6 +106,7 @@ async def _swap(
                 caught_up = 0
                 while n := await process_batch(conn, projection, schema=schema, batch_size=batch_size):
                     caught_up += n
+                await _lock_for_swap(conn, tables)
                 await db.guard(conn.execute(_Q["swap"], projection.name, tables))
                 for view in sqlfiles.files("views"):
                     await db.guard(conn.execute(view.text))
@@ -116,6 +119,20 @@ async def _swap(
         f"could not swap {projection.name} in after {SWAP_ATTEMPTS} attempts: long-running readers hold "
         "its views; the live projection is untouched, run the rebuild again"
     )
+
+
+async def _lock_for_swap(conn: asyncpg.Connection, tables: list[str]) -> None:
+    """Take the swap's locks all at once, retrying while readers hold them (never waiting inside)."""
+    deadline = time.monotonic() + SWAP_LOCK_WAIT_S
+    while True:
+        try:
+            async with conn.transaction():  # a savepoint: a failed attempt leaves nothing held
+                await db.guard(conn.execute(_Q["swap_lock"], tables))
+            return
+        except asyncpg.LockNotAvailableError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.01)
 
 
 class _RateColumn(ProgressColumn):

@@ -176,6 +176,24 @@ BEGIN
     EXECUTE format('INSERT INTO bunsync.parked_events SELECT * FROM %I.parked_events', build);
 END $$;
 
+-- Rebuild, before step 2 (same transaction): take every lock the swap needs, at once and without
+-- waiting (NOWAIT raises lock_not_available): the reporting views (all are re-created) and projection
+-- $1's live tables. A swap that waited while holding some of them could deadlock with a reader that
+-- holds one view and wants another, and PostgreSQL might then abort the reader; this way the swap
+-- never waits holding a lock, and the caller retries after a moment instead.
+CREATE FUNCTION bunsync.projection_swap_lock(tables text[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    targets text;
+BEGIN
+    SELECT string_agg(format('%I.%I', n.nspname, c.relname), ', ' ORDER BY c.oid)
+      INTO targets
+      FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+     WHERE (n.nspname = 'reporting' AND c.relkind = 'v')
+        OR (n.nspname = 'bunsync' AND c.relkind = 'r' AND c.relname = ANY (tables));
+    EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', targets);
+END $$;
+
 -- Rebuild, step 3 (same transaction): drop the retired tables and the build schema.
 CREATE FUNCTION bunsync.projection_build_finish(projection text) RETURNS void
 LANGUAGE plpgsql AS $$
@@ -188,3 +206,4 @@ END $$;
 REVOKE ALL ON FUNCTION bunsync.projection_build_begin(text, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION bunsync.projection_build_swap(text, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION bunsync.projection_build_finish(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION bunsync.projection_swap_lock(text[]) FROM PUBLIC;

@@ -17,3 +17,8 @@ SELECT bunsync.projection_build_finish($1::text);
 -- Give up waiting for a lock after $1 (e.g. '10s') for the rest of this transaction, so that a
 -- reader holding a view for long makes the swap retry rather than queue every other reader behind it.
 SELECT set_config('lock_timeout', $1::text, true);
+
+-- name: swap_lock
+-- Take, without waiting, every lock the swap of tables $1 (text[]) needs (raises lock_not_available
+-- if a reader holds one: the caller rolls back to its savepoint and tries again shortly).
+SELECT bunsync.projection_swap_lock($1::text[]);

@@ -151,4 +151,4 @@ async def eventually(check: Callable[[], Awaitable[bool]], deadline_s: float = 1
 
 async def table(conn: asyncpg.Connection, query: str) -> list[tuple[Any, ...]]:
     """All rows of ``query`` as sorted tuples (to compare tables)."""
-    return sorted(tuple(r) for r in await conn.fetch(query))
+    return sorted((tuple(r) for r in await conn.fetch(query)), key=repr)
