@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import structlog
 import uvloop
 
-from app import demo, logs, service
+from app import db, demo, fetcher, logs, service
 from app.db import StorageUnavailable
 from app.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
 from app.migrations import MigrationError, latest_version
@@ -88,19 +88,37 @@ def _run_async(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) -> int
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     settings.require_service_credentials()
-    roles = service.Roles(http=not args.no_http)
+    roles = service.Roles(http=not args.no_http, fetch=not args.no_fetch)
     with database(settings) as dsn:
         return _run_async(lambda stop: service.run(settings, dsn, roles, stop))
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    async def migrate(stop: asyncio.Event) -> int:
-        return len(await service.migrate(dsn, wait_s=args.wait))
-
     with database(settings) as dsn:
-        applied = _run_async(migrate)
+        applied = _run_async(lambda stop: _migrated(dsn, args.wait))
     print(f"bunsync: database schema is at version {latest_version()} ({applied} migrations applied now)")
     return 0
+
+
+def cmd_redrive(args: argparse.Namespace, settings: Settings) -> int:
+    async def redrive(stop: asyncio.Event) -> int:
+        pool = await db.create_pool(dsn, min_size=1, max_size=1)
+        try:
+            requeued = await fetcher.redrive(pool, args.order or None)
+        finally:
+            await pool.close()
+        which = ", ".join(map(str, requeued)) if requeued else "none"
+        print(f"bunsync: re-queued {len(requeued)} dead fetch(es): {which}")
+        return 0
+
+    with database(settings) as dsn:
+        _run_async(lambda stop: _migrated(dsn, args.wait))
+        return _run_async(redrive)
+
+
+async def _migrated(dsn: str, wait_s: float) -> int:
+    """Make sure the schema is current (a one-off command may be the first to meet a new database)."""
+    return len(await service.migrate(dsn, wait_s=wait_s))
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -135,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         "embedded PostgreSQL under BUNSYNC_DATA_DIR and stops it on exit.",
     )
     serve.add_argument("--no-http", action="store_true", help="do not serve HTTP (worker-only replica)")
+    serve.add_argument("--no-fetch", action="store_true", help="do not run Get Order fetch workers")
     serve.set_defaults(handler=cmd_serve)
 
     migrate = sub.add_parser("migrate", help="apply database migrations and exit")
@@ -155,6 +174,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sandbox_cli.configure_parser(sandbox)
     sandbox.set_defaults(handler=cmd_sandbox)
+    redrive = sub.add_parser(
+        "redrive",
+        help="re-queue dead fetches (all, or by order id)",
+        description="Re-queue fetches parked as dead (after BUNSYNC_FETCH_MAX_ATTEMPTS "
+        "failures, or at once on 404/403) so the fetch workers try them again.",
+    )
+    redrive.add_argument(
+        "--order",
+        type=int,
+        action="append",
+        metavar="ORDER_ID",
+        help="only this order (repeatable); default: every dead fetch",
+    )
+    redrive.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to wait for the database (default 30)",
+    )
+    redrive.set_defaults(handler=cmd_redrive)
+
     demo_cmd = sub.add_parser(
         "demo",
         help="run the end-to-end demo: sandbox Bunjang + bunsync, embedded DB",

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine, Iterator
+import os
+import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
-import asyncpg
 import structlog
 import uvicorn
 
 from app import db, migrations
+from app.bunjang.client import BunjangClient
+from app.fetcher import Fetcher
 from app.http import Services, create_app
 from app.ingest import Ingestor
 from app.settings import Settings
@@ -28,16 +30,13 @@ log = structlog.get_logger(__name__)
 
 SHUTDOWN_TIMEOUT_S = 20.0
 
-#: A background loop: runs until the stop event is set, then returns after finishing its current work.
-Loop = Callable[[asyncpg.Pool, str, asyncio.Event], Coroutine[Any, Any, None]]
-
 
 @dataclass(frozen=True, slots=True)
 class Roles:
     """Which parts of the service this process runs (``serve --no-…`` flags)."""
 
     http: bool = True
-    background: tuple[tuple[str, Loop], ...] = ()
+    fetch: bool = True
 
 
 class _Server(uvicorn.Server):
@@ -68,6 +67,7 @@ async def run(settings: Settings, dsn: str, roles: Roles, stop: asyncio.Event) -
     ingestor = Ingestor(pool)
     tasks: dict[str, asyncio.Task[None]] = {}
     server: _Server | None = None
+    exits = contextlib.AsyncExitStack()
     try:
         if roles.http:
             config = uvicorn.Config(
@@ -84,12 +84,36 @@ async def run(settings: Settings, dsn: str, roles: Roles, stop: asyncio.Event) -
             )
             server = _Server(config)
             tasks["http"] = asyncio.create_task(server.serve(), name="http")
-        for name, loop in roles.background:
-            tasks[name] = asyncio.create_task(loop(pool, dsn, stop), name=name)
+        if roles.fetch:
+            client = await exits.enter_async_context(bunjang_client(settings))
+            workers = Fetcher(
+                pool,
+                client,
+                concurrency=settings.fetch_concurrency,
+                max_attempts=settings.fetch_max_attempts,
+                worker_id=worker_id(),
+            )
+            tasks["fetch"] = asyncio.create_task(workers.run(stop), name="fetch")
         log.info("service_started", roles=sorted(tasks), host=settings.host, port=settings.port)
         return await _supervise(tasks, stop, server, ingestor)
     finally:
+        await exits.aclose()
         await pool.close()
+
+
+def bunjang_client(settings: Settings) -> BunjangClient:
+    """The process's one Bunjang client, configured from settings."""
+    return BunjangClient(
+        settings.bunjang_base_url,
+        settings.bunjang_access_key,
+        settings.bunjang_secret_key,
+        max_concurrency=settings.fetch_concurrency,
+    )
+
+
+def worker_id() -> str:
+    """Who holds a claim or a lock, as an operator would want to read it: host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 async def _supervise(

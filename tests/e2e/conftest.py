@@ -24,6 +24,9 @@ ENV_BASE = {
     "BUNSYNC_BUNJANG_ACCESS_KEY": "e2e-access",
     "BUNSYNC_BUNJANG_SECRET_KEY": "ZTJlLXNlY3JldC1rZXk=",
     "BUNSYNC_LOG_FORMAT": "json",
+    # Never the real Bunjang from tests: a loopback port nothing listens on (tests that need an API
+    # start the sandbox and override this).
+    "BUNSYNC_BUNJANG_BASE_URL": "http://127.0.0.1:9",
 }
 
 

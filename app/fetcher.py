@@ -1,0 +1,190 @@
+"""Fetch workers: turn queued orders into ``order.observed`` events by calling Get Order.
+
+Each worker claims one due job at a time (a lease, ``FOR UPDATE SKIP LOCKED``: any number of workers in
+any number of processes share the queue), calls Get Order through the Bunjang client (which already
+retries transient failures briefly), and then, in ONE transaction, appends what the API returned and
+removes the job. Failures are persisted: the job waits out a growing, jittered delay, and is parked as
+dead after ``max_attempts`` attempts, or at once on 404/403 (with the reason); ``bunsync redrive``
+re-queues dead jobs. A worker that dies mid-fetch loses nothing: its lease runs out and the job is
+claimed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import structlog
+
+from app import event_log, sqlfiles
+from app.bunjang import errors
+from app.bunjang.client import BunjangClient
+from app.db import StorageUnavailable, guard
+from app.event_log import NewEvent
+
+log = structlog.get_logger(__name__)
+
+_Q = sqlfiles.queries("fetcher")
+
+TYPE_ORDER_OBSERVED = "order.observed"
+SOURCE = "get_order"
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Delay before attempt ``n + 1`` after ``n`` failed attempts: base·2^(n-1), capped, ±``jitter``."""
+
+    base_s: float = 5.0
+    cap_s: float = 3600.0
+    jitter: float = 0.2
+
+    def delay(self, attempts: int, rng: random.Random) -> float:
+        """Seconds to wait after the ``attempts``-th failure (pure given ``rng``)."""
+        raw = min(self.cap_s, self.base_s * float(2 ** max(attempts - 1, 0)))
+        return raw * (1 + rng.uniform(-self.jitter, self.jitter))
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A claimed fetch."""
+
+    order_id: int
+    generation: int
+    attempts: int
+
+
+def observed_event(order_id: int, raw: bytes) -> NewEvent:
+    """The log event for one Get Order answer. Every fetch is a new observation (never de-duplicated by
+    content): a repeated answer is what replaces a stale provisional webhook status."""
+    return NewEvent(
+        stream=f"order-{order_id}",
+        type=TYPE_ORDER_OBSERVED,
+        source=SOURCE,
+        idempotency_key=f"get_order:{order_id}:{uuid.uuid4()}",
+        payload_json=raw.decode("utf-8"),
+    )
+
+
+class Fetcher:
+    """The fetch workers of one process."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        client: BunjangClient,
+        *,
+        concurrency: int,
+        max_attempts: int,
+        worker_id: str,
+        lease_s: float = 120.0,
+        idle_poll_s: float = 0.5,
+        backoff: Backoff | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._pool = pool
+        self._client = client
+        self._concurrency = concurrency
+        self._max_attempts = max_attempts
+        self._worker_id = worker_id
+        self._lease_s = lease_s
+        self._idle_poll_s = idle_poll_s
+        self._backoff = backoff or Backoff()
+        self._rng = rng or random.Random()  # noqa: S311  (jitter, not cryptography)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run ``concurrency`` workers until ``stop`` is set; each finishes its current job first."""
+        async with asyncio.TaskGroup() as group:
+            for n in range(self._concurrency):
+                group.create_task(self._worker(stop), name=f"fetch-worker-{n}")
+
+    async def _worker(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                job = await self.claim()
+                if job is None:
+                    await _wait(stop, self._idle_poll_s)
+                    continue
+                await self.process(job)
+            except StorageUnavailable as exc:
+                log.warning("fetch_storage_unavailable", error=str(exc))
+                await _wait(stop, 2.0)
+
+    async def claim(self) -> Job | None:
+        """Claim the most overdue job, if any."""
+        row = await guard(self._pool.fetchrow(_Q["claim"], self._worker_id, self._lease_s))
+        return (
+            Job(order_id=row["order_id"], generation=row["generation"], attempts=row["attempts"])
+            if row
+            else None
+        )
+
+    async def process(self, job: Job) -> None:
+        """Fetch one claimed order and record the outcome (event, retry, or dead)."""
+        try:
+            fetched = await self._client.get_order(job.order_id)
+        except (errors.NotFound, errors.Forbidden) as exc:
+            await self._park(job, f"{type(exc).__name__}: {exc}")
+            return
+        except errors.BunjangError as exc:
+            if isinstance(exc, errors.ConfigurationError):
+                log.error(
+                    "fetch_configuration_error",
+                    order_id=job.order_id,
+                    error=str(exc),
+                    action="check BUNSYNC_BUNJANG_ACCESS_KEY / BUNSYNC_BUNJANG_SECRET_KEY",
+                )
+            await self._failed(job, f"{type(exc).__name__}: {exc}")
+            return
+        async with self._pool.acquire() as conn, conn.transaction():
+            await event_log.append(conn, [observed_event(job.order_id, fetched.raw)])
+            await guard(conn.execute(_Q["complete"], job.order_id, job.generation))
+        log.info("fetch_done", order_id=job.order_id, attempts=job.attempts)
+
+    async def _failed(self, job: Job, error: str) -> None:
+        if job.attempts >= self._max_attempts:
+            await self._park(job, f"gave up after {job.attempts} attempts; last error: {error}")
+            return
+        delay = self._backoff.delay(job.attempts, self._rng)
+        due = datetime.now(UTC) + timedelta(seconds=delay)
+        await guard(self._pool.execute(_Q["retry_later"], job.order_id, error[:1000], due))
+        log.warning(
+            "fetch_failed_will_retry",
+            order_id=job.order_id,
+            attempts=job.attempts,
+            retry_in_s=round(delay, 1),
+            error=error[:300],
+        )
+
+    async def _park(self, job: Job, reason: str) -> None:
+        await guard(self._pool.execute(_Q["park_dead"], job.order_id, reason[:1000]))
+        log.error(
+            "fetch_dead",
+            order_id=job.order_id,
+            attempts=job.attempts,
+            reason=reason[:300],
+            action="fix the cause, then run: bunsync redrive --order " + str(job.order_id),
+        )
+
+
+async def redrive(pool: asyncpg.Pool, order_ids: list[int] | None) -> list[int]:
+    """Re-queue dead fetches (all, or those of ``order_ids``); return the order ids re-queued."""
+    rows = await guard(pool.fetch(_Q["redrive"], order_ids))
+    return sorted(r["order_id"] for r in rows)
+
+
+async def queue_counts(pool: asyncpg.Pool) -> tuple[int, int]:
+    """(pending, dead) fetch jobs."""
+    row = await guard(pool.fetchrow(_Q["counts"]))
+    return (int(row["pending"]), int(row["dead"])) if row else (0, 0)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+    except TimeoutError:
+        pass

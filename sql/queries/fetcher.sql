@@ -1,0 +1,56 @@
+-- name: claim
+-- Claim the most overdue job for worker $1 for $2 seconds (a lease), counting the attempt now, so a
+-- worker that dies mid-fetch loses nothing: the lease runs out and another worker claims the job.
+-- SKIP LOCKED lets any number of workers in any number of processes share the queue without waiting
+-- on each other. Returns order_id, generation, attempts (including this one).
+UPDATE bunsync.fetch_queue AS q
+SET claimed_until = now() + make_interval(secs => $2),
+    claimed_by = $1,
+    attempts = q.attempts + 1
+WHERE q.order_id = (
+    SELECT order_id FROM bunsync.fetch_queue
+    WHERE dead_at IS NULL
+      AND next_attempt_at <= now()
+      AND (claimed_until IS NULL OR claimed_until < now())
+    ORDER BY next_attempt_at
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING q.order_id, q.generation, q.attempts;
+
+-- name: complete
+-- The fetch of order $1 that started at generation $2 is logged: remove the job, unless a webhook
+-- re-enqueued it meanwhile (its generation moved on), in which case make it due again, fresh.
+WITH done AS (
+    DELETE FROM bunsync.fetch_queue WHERE order_id = $1 AND generation = $2 RETURNING order_id
+)
+UPDATE bunsync.fetch_queue
+SET claimed_until = NULL, claimed_by = NULL, attempts = 0, next_attempt_at = now(), last_error = NULL
+WHERE order_id = $1 AND NOT EXISTS (SELECT 1 FROM done);
+
+-- name: retry_later
+-- Order $1's fetch failed with $2 (an error text): release it until $3 (timestamptz).
+UPDATE bunsync.fetch_queue
+SET claimed_until = NULL, claimed_by = NULL, last_error = $2, next_attempt_at = $3
+WHERE order_id = $1;
+
+-- name: park_dead
+-- Order $1's fetch will not succeed by retrying (reason $2): park it as dead until re-driven.
+UPDATE bunsync.fetch_queue
+SET claimed_until = NULL, claimed_by = NULL, last_error = $2, dead_at = now(), dead_reason = $2
+WHERE order_id = $1;
+
+-- name: redrive
+-- Re-queue dead fetches: all when $1 is NULL, else those of the order ids in $1 (bigint[]).
+-- Returns the order ids re-queued.
+UPDATE bunsync.fetch_queue
+SET dead_at = NULL, dead_reason = NULL, last_error = NULL, attempts = 0, next_attempt_at = now(),
+    claimed_until = NULL, claimed_by = NULL
+WHERE dead_at IS NOT NULL AND ($1::bigint[] IS NULL OR order_id = ANY ($1::bigint[]))
+RETURNING order_id;
+
+-- name: counts
+-- Fetch queue depth: pending (not dead) and dead jobs.
+SELECT count(*) FILTER (WHERE dead_at IS NULL) AS pending,
+       count(*) FILTER (WHERE dead_at IS NOT NULL) AS dead
+FROM bunsync.fetch_queue;
