@@ -175,6 +175,11 @@ async def test_one_active_projector_per_projection_and_takeover(
             await eventually(taken_over)
             await append(pool_b, webhook(99, [(99, "SHIP_READY")], at(99)))
             await eventually(lambda: _has_status(admin, 99, "SHIP_READY"))
+
+            async def caught_up() -> bool:
+                return await admin.fetchval("SELECT max_projection_lag FROM reporting.sync_health") == 0
+
+            await eventually(caught_up)
         history = await admin.fetchval("SELECT count(*) FROM bunsync.order_item_history")
         assert history == 41  # each change once, although two instances ran
     finally:
