@@ -13,16 +13,18 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
 import structlog
 import uvloop
 
-from app import db, demo, fetcher, logs, service
+from app import db, demo, fetcher, logs, reconciler, service
 from app.db import StorageUnavailable
 from app.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
 from app.migrations import MigrationError, latest_version
+from app.progress import progress_reporter
 from app.sandbox import cli as sandbox_cli
 from app.settings import ConfigError, Settings
 
@@ -88,7 +90,12 @@ def _run_async(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) -> int
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     settings.require_service_credentials()
-    roles = service.Roles(http=not args.no_http, fetch=not args.no_fetch)
+    roles = service.Roles(
+        http=not args.no_http,
+        fetch=not args.no_fetch,
+        projectors=not args.no_projectors,
+        scheduler=not args.no_scheduler,
+    )
     with database(settings) as dsn:
         return _run_async(lambda stop: service.run(settings, dsn, roles, stop))
 
@@ -119,6 +126,59 @@ def cmd_redrive(args: argparse.Namespace, settings: Settings) -> int:
 async def _migrated(dsn: str, wait_s: float) -> int:
     """Make sure the schema is current (a one-off command may be the first to meet a new database)."""
     return len(await service.migrate(dsn, wait_s=wait_s))
+
+
+def _parse_time(raw: str) -> datetime:
+    """An ISO-8601 time with a zone (``Z`` or an offset), for ``--since``/``--until``."""
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not an ISO-8601 time") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{raw!r} has no time zone: add Z or an offset such as +09:00")
+    return value
+
+
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    async def reconcile(stop: asyncio.Event) -> int:
+        pool = await db.create_pool(dsn, min_size=1, max_size=4)
+        try:
+            async with service.bunjang_client(settings) as client, db.service_connection(dsn) as lock_conn:
+                if not await reconciler.try_lock(lock_conn):
+                    print(
+                        "bunsync: another reconcile pass is running; waiting for it to finish",
+                        file=sys.stderr,
+                    )
+                    await reconciler.lock(lock_conn)
+                try:
+                    with progress_reporter("reconcile", "windows") as progress:
+                        result = await reconciler.run_pass(
+                            pool,
+                            client,
+                            now=datetime.now(UTC),
+                            overlap=timedelta(seconds=settings.reconcile_overlap_s),
+                            lookback=timedelta(seconds=settings.reconcile_lookback_s),
+                            since=args.since,
+                            until=args.until,
+                            progress=lambda done, total, seen: progress(done, total, f"{seen} orders"),
+                        )
+                finally:
+                    await reconciler.unlock(lock_conn)
+        finally:
+            await pool.close()
+        moved = "moved" if result.watermark_moved else "not moved (the range leaves a gap before it)"
+        print(
+            f"bunsync: reconciled {result.start.isoformat()} .. {result.end.isoformat()}: "
+            f"{result.orders_seen} orders listed, {result.differences} differences recorded; "
+            f"watermark {moved}"
+        )
+        return 0
+
+    if args.since and args.until and args.since > args.until:
+        _fail("--since must be before --until", EXIT_CONFIG)
+    with database(settings) as dsn:
+        _run_async(lambda stop: _migrated(dsn, 30.0))
+        return _run_async(reconcile)
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -154,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--no-http", action="store_true", help="do not serve HTTP (worker-only replica)")
     serve.add_argument("--no-fetch", action="store_true", help="do not run Get Order fetch workers")
+    serve.add_argument("--no-projectors", action="store_true", help="do not run the projectors")
+    serve.add_argument(
+        "--no-scheduler", action="store_true", help="do not run scheduled jobs (reconcile, fetch retries)"
+    )
     serve.set_defaults(handler=cmd_serve)
 
     migrate = sub.add_parser("migrate", help="apply database migrations and exit")
@@ -196,6 +260,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     redrive.set_defaults(handler=cmd_redrive)
 
+    reconcile = sub.add_parser(
+        "reconcile",
+        help="run one reconcile pass now (a backfill with an old --since)",
+        description="List the orders whose items changed in a range and record every change bunsync "
+        "missed (and fetch those orders). Without --since: from the watermark minus "
+        "BUNSYNC_RECONCILE_OVERLAP_S (first time: BUNSYNC_RECONCILE_LOOKBACK_S ago) to now. Safe to run "
+        "while serve runs: passes never overlap.",
+    )
+    reconcile.add_argument("--since", type=_parse_time, help="start of the range (ISO-8601 with zone)")
+    reconcile.add_argument("--until", type=_parse_time, help="end of the range (default: now)")
+    reconcile.set_defaults(handler=cmd_reconcile)
+
     demo_cmd = sub.add_parser(
         "demo",
         help="run the end-to-end demo: sandbox Bunjang + bunsync, embedded DB",
@@ -203,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
         "faults, and bunsync serve; drive orders; check nothing delivered was lost or "
         "doubled; stop everything.",
     )
-    demo_cmd.add_argument("--orders", type=int, default=200, help="orders to create (default 200)")
+    demo_cmd.add_argument("--orders", type=int, default=300, help="orders to create (default 300)")
     demo_cmd.add_argument("--rounds", type=int, default=20, help="rounds of status changes (default 20)")
     demo_cmd.add_argument(
         "--data-dir", help="folder for the demo's database and logs (default: a new temp dir)"

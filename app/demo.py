@@ -1,11 +1,11 @@
-"""``bunsync demo``: the whole pipeline that exists so far, end to end, on one machine.
+"""``bunsync demo``: the whole product, end to end, under faults, on one machine.
 
-It starts an embedded PostgreSQL in a fresh folder, the sandbox Bunjang with webhook faults on (drops,
-duplicates, reordering), and ``bunsync serve`` against them; drives orders through their lifecycles;
-waits until every webhook delivery is settled; then checks that every event the sandbox delivered is in
-bunsync's log exactly once, prints a short report, and stops everything it started.
-
-Webhooks the sandbox dropped are, by design, not in the log: recovering them is the reconciler's job.
+It starts an embedded PostgreSQL in a fresh folder, the sandbox Bunjang with faults on (webhooks dropped,
+duplicated and reordered; Get Order failing with 5xx and 429), and ``bunsync serve`` against them (a
+short reconcile interval); drives orders through their lifecycles; shows live progress; then waits until
+every item of ``reporting.order_item_status`` matches the sandbox's truth, and reports what the sandbox
+did, what bunsync recovered by reconciling, the time to converge and the mismatches (exit 1 if any).
+It stops everything it started.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,16 @@ log = structlog.get_logger(__name__)
 class DemoOptions:
     """How big a demo to run."""
 
-    orders: int = 200
+    orders: int = 300
     rounds: int = 20
     steps_per_round: int = 60
     drop_rate: float = 0.10
     duplicate_rate: float = 0.05
     reorder_rate: float = 0.10
+    get_order_error_rate: float = 0.05
+    get_order_429_rate: float = 0.05
+    reconcile_interval_s: int = 5
+    converge_timeout_s: float = 90.0
     data_dir: Path | None = None
 
 
@@ -86,7 +91,7 @@ def _say(text: str) -> None:
 
 
 async def run_demo(options: DemoOptions, dsn: str, work: Path) -> int:
-    """Run the demo against the database at ``dsn``; return the exit code (0: no event lost or doubled)."""
+    """Run the demo against the database at ``dsn``; return the exit code (0: converged, no mismatch)."""
     sandbox_port, serve_port = _free_port(), _free_port()
     sandbox_url, serve_url = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{serve_port}"
     env = {
@@ -97,88 +102,174 @@ async def run_demo(options: DemoOptions, dsn: str, work: Path) -> int:
         "BUNSYNC_BUNJANG_BASE_URL": sandbox_url,
         "BUNSYNC_BUNJANG_ACCESS_KEY": DEFAULT_ACCESS_KEY,
         "BUNSYNC_BUNJANG_SECRET_KEY": DEFAULT_SECRET_KEY,
+        "BUNSYNC_RECONCILE_INTERVAL_S": str(options.reconcile_interval_s),
+        "BUNSYNC_RECONCILE_LOOKBACK_S": "3600",
         "BUNSYNC_LOG_FORMAT": "json",
     }
     me = [sys.executable, "-m", "app.cli"]
-    sandbox = await _start(
-        [
-            *me,
-            "sandbox",
-            "--port",
-            str(sandbox_port),
-            "--seed",
-            "1",
-            "--webhook-url",
-            f"{serve_url}/webhooks/bunjang",
-            "--webhook-retry-base",
-            "0.2",
-            "--drop-rate",
-            str(options.drop_rate),
-            "--duplicate-rate",
-            str(options.duplicate_rate),
-            "--reorder-rate",
-            str(options.reorder_rate),
-        ],
-        env,
-        work / "sandbox.log",
-    )
+    faults = {
+        "--drop-rate": options.drop_rate,
+        "--duplicate-rate": options.duplicate_rate,
+        "--reorder-rate": options.reorder_rate,
+        "--get-order-error-rate": options.get_order_error_rate,
+        "--get-order-429-rate": options.get_order_429_rate,
+    }
+    sandbox_argv = [
+        *me,
+        "sandbox",
+        "--port",
+        str(sandbox_port),
+        "--seed",
+        "1",
+        "--webhook-url",
+        f"{serve_url}/webhooks/bunjang",
+        "--webhook-retry-base",
+        "0.2",
+    ]
+    for flag, value in faults.items():
+        sandbox_argv += [flag, str(value)]
+    sandbox = await _start(sandbox_argv, env, work / "sandbox.log")
     serve = await _start([*me, "serve"], env, work / "serve.log")
-    started = time.monotonic()
     try:
         async with httpx.AsyncClient(timeout=60) as client:
             await _wait_http(client, f"{sandbox_url}/_sandbox/clock", sandbox, "the sandbox")
             await _wait_http(client, f"{serve_url}/health/ready", serve, "bunsync serve")
             _say(
-                f"sandbox Bunjang on {sandbox_url} (drop {options.drop_rate:.0%}, duplicate "
-                f"{options.duplicate_rate:.0%}, reorder {options.reorder_rate:.0%}); bunsync on {serve_url}"
+                f"sandbox Bunjang on {sandbox_url}: webhooks dropped {options.drop_rate:.0%}, duplicated "
+                f"{options.duplicate_rate:.0%}, reordered {options.reorder_rate:.0%}; Get Order 5xx "
+                f"{options.get_order_error_rate:.0%}, 429 {options.get_order_429_rate:.0%}"
             )
+            _say(f"bunsync serve on {serve_url}, reconciling every {options.reconcile_interval_s} s")
+            started = time.monotonic()
             await client.post(f"{sandbox_url}/_sandbox/orders", json={"count": options.orders})
             for n in range(1, options.rounds + 1):
                 await client.post(f"{sandbox_url}/_sandbox/advance", json={"steps": options.steps_per_round})
-                counters = (await client.get(f"{sandbox_url}/_sandbox/counters")).json()["webhooks"]
-                stored = await _stored(dsn)
-                _say(
-                    f"  round {n:>2}/{options.rounds}: sandbox emitted {counters['emitted']:>5}, "
-                    f"dropped {counters['dropped']:>4}, delivered {counters['delivered']:>5}; "
-                    f"bunsync stored {stored:>5}"
-                )
-            settle = await client.post(f"{sandbox_url}/_sandbox/webhooks/settle", params={"timeout": 120})
-            counters = (await client.get(f"{sandbox_url}/_sandbox/counters")).json()["webhooks"]
-        stored = await _stored(dsn)
-        return _report(counters, stored, settle.status_code == 200, time.monotonic() - started, dsn)
+                await asyncio.sleep(0.2)
+                if n % 5 == 0 or n == options.rounds:
+                    _say(f"  round {n:>2}/{options.rounds}  " + await _progress(client, sandbox_url, dsn))
+            driven = time.monotonic()
+            await client.post(f"{sandbox_url}/_sandbox/webhooks/settle", params={"timeout": 60})
+            mismatches = await _converge(client, sandbox_url, dsn, options.converge_timeout_s)
+            converged = time.monotonic()
+            counters = (await client.get(f"{sandbox_url}/_sandbox/counters")).json()
+        recovered = await _scalar(dsn, "SELECT count(*) FROM bunsync.event_log WHERE type = 'order.listed'")
+        code = _report(counters, recovered, mismatches, driven - started, converged - driven)
+        await _show_examples(dsn)
+        return code
     finally:
         await _stop(serve)
         await _stop(sandbox)
 
 
-async def _stored(dsn: str) -> int:
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    """An item whose row in ``reporting.order_item_status`` is not the sandbox's truth."""
+
+    order_item_id: int
+    truth: tuple[str, datetime | None]
+    shown: tuple[str, datetime | None] | None
+
+
+async def mismatches_against_truth(truth_items: list[dict[str, Any]], dsn: str) -> list[Mismatch]:
+    """Compare every item of the truth (``GET /_sandbox/truth``) with ``reporting.order_item_status``."""
     conn = await asyncpg.connect(dsn)
     try:
-        return int(await conn.fetchval("SELECT count(*) FROM reporting.webhook_events"))
+        rows = await conn.fetch(
+            "SELECT order_item_id, status, status_updated_at FROM reporting.order_item_status"
+        )
+    finally:
+        await conn.close()
+    shown = {r["order_item_id"]: (r["status"], r["status_updated_at"]) for r in rows}
+    found: list[Mismatch] = []
+    for item in truth_items:
+        at = item.get("statusUpdatedAt")
+        expected = (item["status"], datetime.fromisoformat(at) if at else None)
+        if shown.get(item["orderItemId"]) != expected:
+            found.append(Mismatch(item["orderItemId"], expected, shown.get(item["orderItemId"])))
+    return found
+
+
+async def _truth(client: httpx.AsyncClient, sandbox_url: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = (await client.get(f"{sandbox_url}/_sandbox/truth")).json()["items"]
+    return items
+
+
+async def _progress(client: httpx.AsyncClient, sandbox_url: str, dsn: str) -> str:
+    webhooks = (await client.get(f"{sandbox_url}/_sandbox/counters")).json()["webhooks"]
+    truth = await _truth(client, sandbox_url)
+    wrong = await mismatches_against_truth(truth, dsn)
+    events = await _scalar(dsn, "SELECT count(*) FROM bunsync.event_log")
+    pending = await _scalar(dsn, "SELECT count(*) FROM bunsync.fetch_queue WHERE dead_at IS NULL")
+    passes = await _scalar(dsn, "SELECT count(*) FROM bunsync.reconcile_passes WHERE ok")
+    return (
+        f"webhooks delivered {webhooks['delivered']:>5} (dropped {webhooks['dropped']:>4}) | "
+        f"events {events:>6} | fetches pending {pending:>4} | reconcile passes {passes:>3} | "
+        f"items in sync {len(truth) - len(wrong):>4}/{len(truth)}"
+    )
+
+
+async def _converge(
+    client: httpx.AsyncClient, sandbox_url: str, dsn: str, timeout_s: float
+) -> list[Mismatch]:
+    """Wait until the view equals the truth (or the deadline); the mismatches left (none: converged)."""
+    deadline = time.monotonic() + timeout_s
+    last_said = 0.0
+    while True:
+        wrong = await mismatches_against_truth(await _truth(client, sandbox_url), dsn)
+        if not wrong or time.monotonic() > deadline:
+            return wrong
+        if time.monotonic() - last_said >= 3:
+            last_said = time.monotonic()
+            _say("  converging  " + await _progress(client, sandbox_url, dsn))
+        await asyncio.sleep(0.5)
+
+
+async def _show_examples(dsn: str) -> None:
+    """Two of the README's analyst queries, run on the demo's data."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        _say("")
+        _say("SELECT status, items FROM reporting.status_counts ORDER BY items DESC;")
+        for r in await conn.fetch("SELECT status, items FROM reporting.status_counts ORDER BY items DESC"):
+            _say(f"  {r['status']:<34} {r['items']:>5}")
+        _say("SELECT source, count(*) FROM reporting.order_item_status GROUP BY 1;")
+        for r in await conn.fetch("SELECT source, count(*) AS n FROM reporting.order_item_status GROUP BY 1"):
+            _say(f"  {r['source']:<34} {r['n']:>5}")
     finally:
         await conn.close()
 
 
-def _report(counters: dict[str, Any], stored: int, settled: bool, elapsed: float, dsn: str) -> int:
-    expected = counters["emitted"] - counters["dropped"]
-    ok = settled and counters["failed"] == 0 and stored == expected
+async def _scalar(dsn: str, sql: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval(sql))
+    finally:
+        await conn.close()
+
+
+def _report(
+    counters: dict[str, Any], recovered: int, mismatches: list[Mismatch], drive_s: float, converge_s: float
+) -> int:
+    w = counters["webhooks"]
+    calls = counters["api"].get("get_order", {})
+    failed_calls = sum(n for code, n in calls.items() if code != "200")
     _say("")
-    _say(f"done in {elapsed:.1f} s")
+    _say(f"the sandbox made {w['emitted']} status changes in {drive_s:.1f} s and, on the way to bunsync,")
     _say(
-        f"  sandbox: {counters['emitted']} status changes, {counters['dropped']} webhooks dropped, "
-        f"{counters['duplicated']} duplicated, {counters['reordered']} reordered, "
-        f"{counters['retried']} retried, {counters['failed']} failed"
+        f"  dropped {w['dropped']} webhooks, duplicated {w['duplicated']}, reordered {w['reordered']}, "
+        f"retried {w['retried']} deliveries; answered {failed_calls} of {sum(calls.values())} Get Order "
+        "calls with 5xx/429"
     )
-    _say(
-        f"  bunsync: {stored} events in the log, each delivered eventId exactly once "
-        f"(expected {expected}: every change whose webhook was not dropped)"
-    )
-    _say(f"  {'OK: nothing delivered was lost or doubled' if ok else 'MISMATCH'}")
-    _say(
-        f"  the {counters['dropped']} dropped changes are what the reconciler (polling List Orders) recovers"
-    )
-    _say("")
-    return 0 if ok else 1
+    _say(f"bunsync's reconciler recorded {recovered} List Orders observations that differed from its views")
+    _say(f"  (changes whose webhook was lost, or still in flight), and it converged {converge_s:.1f} s after")
+    _say("  the last change")
+    if not mismatches:
+        _say("0 mismatches: every item in reporting.order_item_status equals the sandbox's truth")
+        return 0
+    _say(f"{len(mismatches)} MISMATCHES (item: truth / shown):")
+    for m in mismatches[:20]:
+        _say(f"  {m.order_item_id}: {m.truth} / {m.shown}")
+    return 1
 
 
 def main(options: DemoOptions) -> int:
@@ -189,10 +280,11 @@ def main(options: DemoOptions) -> int:
     else:
         work = options.data_dir
         work.mkdir(parents=True, exist_ok=True)
-    _say(f"bunsync demo: working in {work} (logs: sandbox.log, serve.log, postgresql.log)")
+    _say(f"bunsync demo: working in {work} (logs: sandbox.log, serve.log, db/postgresql.log)")
     with EmbeddedPostgres(work / "db") as pg, asyncio.Runner() as runner:
         code = runner.run(run_demo(options, pg.dsn, work))
-    _say(f"everything is stopped; the data stays in {work / 'db'}. To look at it, serve it again with")
-    _say(f"  BUNSYNC_DATA_DIR={work / 'db'} bunsync serve   (and the sandbox's BUNSYNC_* values above)")
-    _say(f"and, while it runs: psql -h {work / 'db' / 'run'} -U bunsync bunsync")
+    _say("")
+    _say(f"everything is stopped; the data stays in {work / 'db'}. To look at it, run bunsync on it")
+    _say(f"(BUNSYNC_DATA_DIR={work / 'db'} bunsync serve, with the sandbox's BUNSYNC_* values printed in")
+    _say(f"README.md) and: psql -h {work / 'db' / 'run'} -U bunsync bunsync")
     return code

@@ -94,6 +94,11 @@ class Fetcher:
         self._idle_poll_s = idle_poll_s
         self._backoff = backoff or Backoff()
         self._rng = rng or random.Random()  # noqa: S311  (jitter, not cryptography)
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Make idle workers look for due jobs now rather than at their next poll."""
+        self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run ``concurrency`` workers until ``stop`` is set; each finishes its current job first."""
@@ -106,12 +111,13 @@ class Fetcher:
             try:
                 job = await self.claim()
                 if job is None:
-                    await _wait(stop, self._idle_poll_s)
+                    await _wait(stop, self._wake, self._idle_poll_s)
+                    self._wake.clear()
                     continue
                 await self.process(job)
             except StorageUnavailable as exc:
                 log.warning("fetch_storage_unavailable", error=str(exc))
-                await _wait(stop, 2.0)
+                await _wait(stop, None, 2.0)
 
     async def claim(self) -> Job | None:
         """Claim the most overdue job, if any."""
@@ -176,15 +182,24 @@ async def redrive(pool: asyncpg.Pool, order_ids: list[int] | None) -> list[int]:
     return sorted(r["order_id"] for r in rows)
 
 
+async def due_retries(pool: asyncpg.Pool) -> int:
+    """Failed fetches whose backoff has expired and that no worker holds."""
+    return int(await guard(pool.fetchval(_Q["due_retries"])) or 0)
+
+
 async def queue_counts(pool: asyncpg.Pool) -> tuple[int, int]:
     """(pending, dead) fetch jobs."""
     row = await guard(pool.fetchrow(_Q["counts"]))
     return (int(row["pending"]), int(row["dead"])) if row else (0, 0)
 
 
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
+async def _wait(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float) -> None:
+    """Sleep up to ``seconds``, returning early when ``stop`` (or ``wake``) is set."""
+    waiters = [asyncio.ensure_future(stop.wait())]
+    if wake is not None:
+        waiters.append(asyncio.ensure_future(wake.wait()))
     try:
-        async with asyncio.timeout(seconds):
-            await stop.wait()
-    except TimeoutError:
-        pass
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()

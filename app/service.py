@@ -24,7 +24,9 @@ from app.bunjang.client import BunjangClient
 from app.fetcher import Fetcher
 from app.http import Services, create_app
 from app.ingest import Ingestor
+from app.scheduler import Jobs
 from app.settings import Settings
+from projections.engine import run_projectors
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +39,8 @@ class Roles:
 
     http: bool = True
     fetch: bool = True
+    projectors: bool = True
+    scheduler: bool = True
 
 
 class _Server(uvicorn.Server):
@@ -84,8 +88,9 @@ async def run(settings: Settings, dsn: str, roles: Roles, stop: asyncio.Event) -
             )
             server = _Server(config)
             tasks["http"] = asyncio.create_task(server.serve(), name="http")
+        client = await exits.enter_async_context(bunjang_client(settings))
+        workers: Fetcher | None = None
         if roles.fetch:
-            client = await exits.enter_async_context(bunjang_client(settings))
             workers = Fetcher(
                 pool,
                 client,
@@ -94,6 +99,11 @@ async def run(settings: Settings, dsn: str, roles: Roles, stop: asyncio.Event) -
                 worker_id=worker_id(),
             )
             tasks["fetch"] = asyncio.create_task(workers.run(stop), name="fetch")
+        if roles.projectors:
+            tasks["projectors"] = asyncio.create_task(run_projectors(pool, dsn, stop), name="projectors")
+        if roles.scheduler:
+            jobs = Jobs(pool, dsn, client, settings, workers)
+            tasks["scheduler"] = asyncio.create_task(jobs.run(stop), name="scheduler")
         log.info("service_started", roles=sorted(tasks), host=settings.host, port=settings.port)
         return await _supervise(tasks, stop, server, ingestor)
     finally:
@@ -123,8 +133,8 @@ async def _supervise(
     done, _ = await asyncio.wait([stopping, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
     code = 0
     for task in done:
-        if task is stopping:
-            continue
+        if task is stopping or (stop.is_set() and not task.cancelled() and task.exception() is None):
+            continue  # a task that returned because we are stopping has not died
         code = 1
         exc = task.exception()
         log.error(

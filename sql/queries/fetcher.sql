@@ -54,3 +54,9 @@ RETURNING order_id;
 SELECT count(*) FILTER (WHERE dead_at IS NULL) AS pending,
        count(*) FILTER (WHERE dead_at IS NOT NULL) AS dead
 FROM bunsync.fetch_queue;
+
+-- name: due_retries
+-- Failed fetches (attempts > 0) whose backoff has expired and that no worker holds.
+SELECT count(*) FROM bunsync.fetch_queue
+WHERE dead_at IS NULL AND attempts > 0 AND next_attempt_at <= now()
+  AND (claimed_until IS NULL OR claimed_until < now());

@@ -1,0 +1,210 @@
+"""The reconciler: find every status change that webhooks missed, by polling List Orders.
+
+Planning is pure (:func:`plan_range`, :func:`differences`); the pass around it is thin I/O. A pass covers
+``[watermark - overlap, now]`` (first pass: ``now - lookback``), window by window (at most 15 days each,
+every page). Every listed order with an item whose status or ``statusUpdatedAt`` differs from what
+``order_item_status`` shows is appended as an ``order.listed`` observation (idempotent: the same
+observation twice is one event) and gets a Get Order fetch. The watermark moves only after the whole
+range was processed; each pass is recorded in ``bunsync.reconcile_passes``. One process reconciles at a
+time (advisory lock).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+import msgspec
+import structlog
+
+from app import event_log, sqlfiles
+from app.bunjang.client import BunjangClient
+from app.bunjang.types import ListedOrder
+from app.bunjang.windows import Window, split_windows
+from app.db import Connection, StorageUnavailable, guard
+from app.event_log import NewEvent
+
+log = structlog.get_logger(__name__)
+
+_Q = sqlfiles.queries("reconciler")
+
+TYPE_ORDER_LISTED = "order.listed"
+SOURCE = "list_orders"
+_BATCH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The range a pass covers, and whether finishing it may move the watermark."""
+
+    start: datetime
+    end: datetime
+    advances_watermark: bool
+
+    def windows(self) -> tuple[Window, ...]:
+        """The List Orders windows (at most 15 days each) covering the range."""
+        return split_windows(self.start, self.end)
+
+
+def plan_range(
+    watermark: datetime | None,
+    now: datetime,
+    *,
+    overlap: timedelta,
+    lookback: timedelta,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Plan:
+    """The range of the next pass (pure).
+
+    Scheduled: ``[watermark - overlap, now]``, or ``[now - lookback, now]`` before the first success.
+    A backfill (``since``/``until``) covers exactly what it is asked; it moves the watermark only if it
+    leaves no gap after it (it starts at or before the watermark, or there is none yet).
+    """
+    end = min(until or now, now)
+    if since is not None:
+        start = since
+    elif watermark is not None:
+        start = watermark - overlap
+    else:
+        start = now - lookback
+    if start > end:
+        raise ValueError(f"the range starts ({start.isoformat()}) after it ends ({end.isoformat()})")
+    advances = watermark is None or start <= watermark
+    return Plan(start=start, end=end, advances_watermark=advances)
+
+
+ItemState = tuple[str, datetime | None]
+
+
+def differences(listed: Iterable[ListedOrder], shown: Mapping[int, ItemState]) -> list[ListedOrder]:
+    """The listed orders with at least one item whose (status, statusUpdatedAt) is not what is shown."""
+    return [
+        order
+        for order in listed
+        if any(shown.get(item.id) != (item.status, item.status_updated_at) for item in order.order_items)
+    ]
+
+
+def listed_event(order: ListedOrder) -> NewEvent:
+    """The log event for one List Orders observation; the same observation always has the same key."""
+    payload = msgspec.json.encode(order)
+    digest = hashlib.sha256(payload).hexdigest()
+    return NewEvent(
+        stream=f"order-{order.id}",
+        type=TYPE_ORDER_LISTED,
+        source=SOURCE,
+        idempotency_key=f"list_orders:{order.id}:{digest}",
+        payload_json=payload.decode("utf-8"),
+        fetch_order_id=order.id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    """What one pass did."""
+
+    start: datetime
+    end: datetime
+    orders_seen: int
+    differences: int
+    watermark_moved: bool
+
+
+Progress = Callable[[int, int, int], None]  # (windows done, windows total, orders seen)
+
+
+async def run_pass(
+    pool: asyncpg.Pool,
+    client: BunjangClient,
+    *,
+    now: datetime,
+    overlap: timedelta,
+    lookback: timedelta,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    progress: Progress | None = None,
+) -> PassResult:
+    """One reconcile pass (the caller holds the reconcile lock). Raises if it fails; the failure is
+    recorded in ``reconcile_passes`` and the watermark stays where it was."""
+    watermark = await guard(pool.fetchval(_Q["watermark"]))
+    plan = plan_range(watermark, now, overlap=overlap, lookback=lookback, since=since, until=until)
+    pass_id = await guard(pool.fetchval(_Q["pass_started"], plan.start, plan.end))
+    log.info("reconcile_started", range_start=plan.start.isoformat(), range_end=plan.end.isoformat())
+    seen = found = 0
+    try:
+        windows = plan.windows()
+        for done, window in enumerate(windows, start=1):
+            batch: list[ListedOrder] = []
+            async for order in client.list_window(window):
+                seen += 1
+                batch.append(order)
+                if len(batch) >= _BATCH:
+                    found += await _record(pool, batch)
+                    batch = []
+            found += await _record(pool, batch)
+            if progress:
+                progress(done, len(windows), seen)
+        if plan.advances_watermark:
+            await guard(pool.execute(_Q["set_watermark"], plan.end))
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        await _finish(pool, pass_id, seen, found, ok=False, error=error)
+        log.error(
+            "reconcile_failed",
+            orders_seen=seen,
+            differences=found,
+            error=error[:500],
+            action="it is retried at the next tick; the watermark did not move",
+        )
+        raise
+    await _finish(pool, pass_id, seen, found, ok=True, error=None)
+    log.info("reconcile_done", orders_seen=seen, differences=found, watermark_moved=plan.advances_watermark)
+    return PassResult(plan.start, plan.end, seen, found, plan.advances_watermark)
+
+
+async def _record(pool: asyncpg.Pool, batch: list[ListedOrder]) -> int:
+    """Append the observations of ``batch`` that differ from the view (and enqueue their fetches)."""
+    if not batch:
+        return 0
+    item_ids = [item.id for order in batch for item in order.order_items]
+    rows = await guard(pool.fetch(_Q["current_items"], item_ids))
+    shown = {r["order_item_id"]: (r["status"], r["status_updated_at"]) for r in rows}
+    changed = differences(batch, shown)
+    if changed:
+        async with pool.acquire() as conn, conn.transaction():
+            await event_log.append(conn, [listed_event(o) for o in _unique(changed)])
+    return len(changed)
+
+
+def _unique(orders: list[ListedOrder]) -> list[ListedOrder]:
+    """One observation per key (the client may yield an order twice when it changed between pages)."""
+    by_key = {listed_event(o).idempotency_key: o for o in orders}
+    return list(by_key.values())
+
+
+async def _finish(
+    pool: asyncpg.Pool, pass_id: int, seen: int, found: int, *, ok: bool, error: str | None
+) -> None:
+    try:
+        await guard(pool.execute(_Q["pass_finished"], pass_id, seen, found, ok, error))
+    except StorageUnavailable as exc:
+        log.warning("reconcile_pass_not_recorded", pass_id=pass_id, error=str(exc))
+
+
+async def try_lock(conn: Connection) -> bool:
+    """Take the reconcile lock on ``conn`` if no one holds it."""
+    return bool(await guard(conn.fetchval(_Q["try_lock"])))
+
+
+async def lock(conn: Connection) -> None:
+    """Wait for the reconcile lock on ``conn``."""
+    await guard(conn.execute(_Q["lock"]))
+
+
+async def unlock(conn: Connection) -> None:
+    """Release the reconcile lock held on ``conn``."""
+    await guard(conn.execute(_Q["unlock"]))

@@ -1,0 +1,110 @@
+"""Scheduled jobs inside ``bunsync serve`` (APScheduler 3, asyncio scheduler).
+
+- ``reconcile`` every ``BUNSYNC_RECONCILE_INTERVAL_S`` (first run at start): one reconcile pass, by one
+  replica at a time: the job takes a PostgreSQL advisory lock on its own connection and skips the tick
+  if another replica holds it; if the holder dies its connection (and lock) goes, and the next tick
+  elsewhere takes over.
+- ``fetch_retries`` every few seconds: wakes this process's fetch workers when failed fetches have
+  waited out their backoff, so retries run on time.
+
+Jobs never overlap themselves (``max_instances=1``, ``coalesce``); a job that fails is logged and runs
+again at its next tick; it never stops the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
+from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
+
+from app import db, fetcher, reconciler
+from app.bunjang.client import BunjangClient
+from app.fetcher import Fetcher
+from app.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+FETCH_RETRY_TICK_S = 5.0
+
+
+class Jobs:
+    """The scheduled jobs of one process."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        dsn: str,
+        client: BunjangClient,
+        settings: Settings,
+        fetch_workers: Fetcher | None,
+    ) -> None:
+        self._pool = pool
+        self._dsn = dsn
+        self._client = client
+        self._settings = settings
+        self._fetch_workers = fetch_workers
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Schedule the jobs and run them until ``stop`` is set."""
+        scheduler = AsyncIOScheduler(
+            timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+        )
+        scheduler.add_job(
+            self.reconcile,
+            IntervalTrigger(seconds=self._settings.reconcile_interval_s),
+            id="reconcile",
+            next_run_time=datetime.now(UTC),
+        )
+        if self._fetch_workers is not None:
+            scheduler.add_job(
+                self.fetch_retries, IntervalTrigger(seconds=FETCH_RETRY_TICK_S), id="fetch_retries"
+            )
+        scheduler.start()
+        try:
+            await stop.wait()
+        finally:
+            # Running jobs are cancelled with the event loop's tasks; a cut reconcile pass is recorded as
+            # failed and leaves the watermark where it was.
+            scheduler.shutdown(wait=False)
+
+    async def reconcile(self) -> bool:
+        """One reconcile tick; returns whether this process ran the pass."""
+        s = self._settings
+        try:
+            async with db.service_connection(self._dsn) as lock_conn:
+                if not await reconciler.try_lock(lock_conn):
+                    log.info("reconcile_skipped", reason="another replica is reconciling")
+                    return False
+                try:
+                    await reconciler.run_pass(
+                        self._pool,
+                        self._client,
+                        now=datetime.now(UTC),
+                        overlap=timedelta(seconds=s.reconcile_overlap_s),
+                        lookback=timedelta(seconds=s.reconcile_lookback_s),
+                    )
+                finally:
+                    await reconciler.unlock(lock_conn)
+        except asyncio.CancelledError:
+            # Shutdown cut the pass short: it is recorded as failed and the watermark did not move.
+            log.info("reconcile_cancelled")
+            return False
+        except Exception as exc:  # a job boundary: log, and the next tick tries again
+            log.error("reconcile_job_failed", error=f"{type(exc).__name__}: {exc}"[:500])
+            return False
+        return True
+
+    async def fetch_retries(self) -> None:
+        """Wake the fetch workers when failed fetches are due again."""
+        try:
+            due = await fetcher.due_retries(self._pool)
+        except Exception as exc:  # a job boundary: log, and the next tick tries again
+            log.warning("fetch_retries_job_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            return
+        if due and self._fetch_workers is not None:
+            log.info("fetch_retries_due", count=due)
+            self._fetch_workers.wake()
