@@ -20,13 +20,16 @@ from typing import Any, NoReturn
 import structlog
 import uvloop
 
-from app import db, demo, fetcher, logs, reconciler, service
+from app import db, demo, fetcher, logs, reconciler, service, status
 from app.db import StorageUnavailable
 from app.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
 from app.migrations import MigrationError, latest_version
 from app.progress import progress_reporter
 from app.sandbox import cli as sandbox_cli
 from app.settings import ConfigError, Settings
+from projections import engine as projections_engine
+from projections import rebuild as projections_rebuild
+from projections.engine import PROJECTIONS
 
 log = structlog.get_logger(__name__)
 
@@ -181,6 +184,64 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         return _run_async(reconcile)
 
 
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    async def report(stop: asyncio.Event) -> int:
+        try:
+            pool = await db.create_pool(dsn, min_size=1, max_size=1)
+            try:
+                snapshot = await status.collect(pool)
+            finally:
+                await pool.close()
+        except StorageUnavailable as exc:
+            if args.json:
+                sys.stdout.buffer.write(status.encode_unreachable(str(exc)) + b"\n")
+            else:
+                print(f"bunsync: unreachable: {exc}", file=sys.stderr)
+            return status.EXIT_UNREACHABLE
+        verdict, reasons = status.assess(snapshot, max_lag=args.max_lag)
+        if args.json:
+            sys.stdout.buffer.write(status.encode_json(snapshot, verdict, reasons) + b"\n")
+        else:
+            print(status.render_text(snapshot, verdict, reasons))
+        return status.exit_code(verdict)
+
+    if settings.database_url is None and not (settings.data_dir / "pg" / "PG_VERSION").exists():
+        print(
+            f"bunsync: unreachable: no database configured and no embedded cluster in {settings.data_dir}",
+            file=sys.stderr,
+        )
+        return status.EXIT_UNREACHABLE
+    with database(settings) as dsn:
+        return _run_async(report)
+
+
+def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    async def rebuild(stop: asyncio.Event) -> int:
+        await _migrated(dsn, 30.0)
+        await projections_rebuild.rebuild(dsn, args.projection or None, progress=True)
+        return 0
+
+    with database(settings) as dsn:
+        try:
+            return _run_async(rebuild)
+        except projections_rebuild.RebuildError as exc:
+            _fail(f"rebuild: {exc}", 1)
+
+
+def cmd_retry_parked(args: argparse.Namespace, settings: Settings) -> int:
+    async def retry(stop: asyncio.Event) -> int:
+        await _migrated(dsn, 30.0)
+        count = await projections_engine.retry_parked(dsn, args.projection)
+        print(f"bunsync: {count} parked event(s) retried (or handed to the active projector)")
+        return 0
+
+    with database(settings) as dsn:
+        try:
+            return _run_async(retry)
+        except ValueError as exc:
+            _fail(str(exc), EXIT_CONFIG)
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     options = demo.DemoOptions(
         orders=args.orders, rounds=args.rounds, data_dir=Path(args.data_dir) if args.data_dir else None
@@ -271,6 +332,45 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--since", type=_parse_time, help="start of the range (ISO-8601 with zone)")
     reconcile.add_argument("--until", type=_parse_time, help="end of the range (default: now)")
     reconcile.set_defaults(handler=cmd_reconcile)
+
+    status_cmd = sub.add_parser(
+        "status",
+        help="summarise sync health (exit 0 healthy, 1 degraded, 2 unreachable)",
+        description="A summary of reporting.sync_health, projection lag, the fetch queue, dead fetches, "
+        "parked events and the last reconcile passes. Exit code 0 healthy, 1 degraded, 2 unreachable.",
+    )
+    status_cmd.add_argument("--json", action="store_true", help="machine-readable JSON (as GET /status)")
+    status_cmd.add_argument(
+        "--max-lag",
+        type=int,
+        default=status.DEFAULT_MAX_LAG,
+        metavar="EVENTS",
+        help=f"projection lag above which status is degraded (default {status.DEFAULT_MAX_LAG})",
+    )
+    status_cmd.set_defaults(handler=cmd_status)
+
+    rebuild_cmd = sub.add_parser(
+        "rebuild",
+        help="rebuild projections from the log without taking the views away",
+        description="Build the projections afresh from the event log into new tables while the live ones "
+        "keep serving, catch up, then swap them in atomically. Interrupted: run it again.",
+    )
+    rebuild_cmd.add_argument(
+        "projection",
+        nargs="*",
+        metavar="PROJECTION",
+        help=f"which ones (default: all of {', '.join(sorted(PROJECTIONS))})",
+    )
+    rebuild_cmd.set_defaults(handler=cmd_rebuild)
+
+    retry_cmd = sub.add_parser(
+        "retry-parked",
+        help="retry events a projection parked (after fixing the cause)",
+        description="Retry the events a projection could not apply and parked; by the active projector "
+        "if one runs, else here.",
+    )
+    retry_cmd.add_argument("projection", nargs="?", help="only this projection (default: all)")
+    retry_cmd.set_defaults(handler=cmd_retry_parked)
 
     demo_cmd = sub.add_parser(
         "demo",

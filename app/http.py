@@ -18,7 +18,7 @@ import structlog
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException
 
-from app import migrations, signature, webhooks
+from app import migrations, signature, status, webhooks
 from app.db import StorageUnavailable, guard
 from app.ingest import Ingestor, Outcome
 from app.settings import Settings
@@ -133,6 +133,7 @@ def create_app(services: Services) -> Litestar:
     @get("/health/ready")
     async def ready() -> Response[Any]:
         """200 when the database answers and its schema is the one this code expects."""
+
         async def schema_version() -> int:
             async with pool.acquire() as conn:
                 return await migrations.current_version(conn)
@@ -146,8 +147,24 @@ def create_app(services: Services) -> Litestar:
             return problem(503, "not-ready", "Not ready", f"schema version {version}, expected {expected}")
         return Response(content={"status": "ready", "schema_version": version}, status_code=200)
 
+    @get("/status")
+    async def status_report() -> Response[Any]:
+        """The sync health snapshot (same JSON as ``bunsync status --json``); 503 when unreachable."""
+        try:
+            snapshot = await status.collect(pool)
+        except StorageUnavailable as exc:
+            return Response(
+                content=status.encode_unreachable(str(exc)), status_code=503, media_type="application/json"
+            )
+        verdict, reasons = status.assess(snapshot)
+        return Response(
+            content=status.encode_json(snapshot, verdict, reasons),
+            status_code=200,
+            media_type="application/json",
+        )
+
     return Litestar(
-        route_handlers=[receive_webhook, live, ready],
+        route_handlers=[receive_webhook, live, ready, status_report],
         exception_handlers={
             HTTPException: _http_exception,
             StorageUnavailable: _storage_unavailable,

@@ -24,7 +24,9 @@ from app import db, migrations
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _migrate_template(host: str, port: int, user: str, dbname: str, password: str | None, **_: object) -> None:
+def _migrate_template(
+    host: str, port: int, user: str, dbname: str, password: str | None, **_: object
+) -> None:
     async def run() -> None:
         async with db.admin_connection(f"postgresql://{user}@{host}:{port}/{dbname}") as conn:
             await migrations.migrate(conn)

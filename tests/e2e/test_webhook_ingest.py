@@ -153,3 +153,49 @@ async def test_database_unreachable_answers_503_then_recovers(
     rows = await _rows(database_url, "SELECT event_id FROM reporting.webhook_events ORDER BY position")
     assert [r["event_id"] for r in rows] == ["before", "after"]  # nothing acknowledged was lost
     assert "Traceback" not in serve.logs()
+
+
+def test_status_endpoint_and_command_agree(
+    database_url: str, start_serve: Callable[..., Serve]
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    serve = start_serve({"BUNSYNC_DATABASE_URL": database_url}, "--no-scheduler")
+    assert _post(serve, _body("S1")).status_code == 204
+    assert _post(serve, b"garbage").status_code == 204
+    deadline = time.monotonic() + 20
+    while True:
+        body = httpx.get(f"{serve.url}/status", timeout=10).json()
+        if body["max_projection_lag"] == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert body["events_total"] == 2
+    assert body["unrecognized_webhooks"] == 1
+    assert set(body["projections"]) >= {"order_item_status", "order_item_history"}
+    assert {"pending", "dead"} <= set(body["fetch_queue"])
+    assert "last_reconcile" in body
+    env = {**os.environ, "BUNSYNC_DATABASE_URL": database_url}
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert json.loads(done.stdout)["events_total"] == 2
+    assert done.returncode in (0, 1)  # healthy, or degraded while the fetch of order 100 cannot succeed
+    human = subprocess.run(
+        [sys.executable, "-m", "app.cli", "status"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert human.returncode == done.returncode and "Fetch queue" in human.stdout
+    unreachable = subprocess.run(
+        [sys.executable, "-m", "app.cli", "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "BUNSYNC_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"},
+    )
+    assert unreachable.returncode == 2
