@@ -79,6 +79,7 @@ def create_app(config: SandboxConfig, sandbox: Sandbox | None = None) -> Litesta
         exception_handlers={HTTPException: _http_error, Exception: _crash},
         state=State({"sandbox": sandbox}),
         openapi_config=None,
+        logging_config=None,  # the process configures logging (app.logs), as bunsync serve does
     )
 
 

@@ -73,7 +73,7 @@ def start_serve(tmp_path: Path) -> Iterator[Callable[..., Serve]]:
     started: list[Serve] = []
 
     def start(env: dict[str, str], *args: str, wait: bool = True) -> Serve:
-        port = free_port()
+        port = int(env.get("BUNSYNC_PORT") or free_port())
         full_env = {**os.environ, **ENV_BASE, "BUNSYNC_PORT": str(port), **env}
         log_path = tmp_path / f"serve-{len(started)}.log"
         with log_path.open("wb") as log_file:
@@ -165,3 +165,63 @@ def db_proxy(database_url: str) -> Iterator[tuple[TcpProxy, str]]:
     proxy.start()
     yield proxy, database_url.replace(f":{parts.port}/", f":{proxy.port}/")
     proxy.close()
+
+
+@dataclass
+class SandboxProcess:
+    """A running ``bunsync sandbox`` process."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+
+    def admin(self, method: str, path: str, **kw: object) -> httpx.Response:
+        return httpx.request(method, f"{self.url}/_sandbox/{path}", timeout=60, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def start_sandbox(tmp_path: Path) -> Iterator[Callable[..., SandboxProcess]]:
+    """Start ``bunsync sandbox`` processes (signing with the e2e secret); stopped at the end."""
+    started: list[SandboxProcess] = []
+
+    def start(*args: str) -> SandboxProcess:
+        port = free_port()
+        log_path = tmp_path / f"sandbox-{len(started)}.log"
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "app.cli",
+                    "sandbox",
+                    "--port",
+                    str(port),
+                    "--webhook-secret",
+                    SECRET,
+                    "--webhook-retry-base",
+                    "0.2",
+                    *args,
+                ],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=tmp_path,
+            )
+        sandbox = SandboxProcess(process=process, url=f"http://127.0.0.1:{port}")
+        started.append(sandbox)
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, log_path.read_text()
+            try:
+                if httpx.get(f"{sandbox.url}/_sandbox/clock", timeout=1).status_code == 200:
+                    return sandbox
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "sandbox did not start"
+            time.sleep(0.1)
+
+    yield start
+    for s in started:
+        s.process.terminate()
+        try:
+            s.process.wait(10)
+        except subprocess.TimeoutExpired:
+            s.process.kill()
