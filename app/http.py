@@ -7,45 +7,32 @@ answers 503 (which Bunjang retries) rather than 500 when storage is unavailable.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import msgspec
 import structlog
-from litestar import Litestar, Request, Response, get, post
+from litestar import Litestar, Request, Response, asgi, get
 from litestar.exceptions import HTTPException
+from litestar.types import Receive, Scope, Send
 
-from app import migrations, signature, status, webhooks
+from app import migrations, status
 from app.db import StorageUnavailable, guard
-from app.ingest import Ingestor, Outcome
+from app.ingest import Ingestor
 from app.settings import Settings
+from app.webhook_endpoint import MAX_WEBHOOK_BODY, PROBLEM_MEDIA_TYPE, WebhookEndpoint, problem_body
 
 log = structlog.get_logger(__name__)
 
-MAX_WEBHOOK_BODY = 1024 * 1024
-PROBLEM_MEDIA_TYPE = "application/problem+json"
 _RETRY_AFTER_S = "5"
-
-
-class Problem(msgspec.Struct, frozen=True):
-    """An RFC 9457 problem details body."""
-
-    type: str
-    title: str
-    status: int
-    detail: str | None = None
 
 
 def problem(status: int, slug: str, title: str, detail: str | None = None, **headers: str) -> Response[Any]:
     """An ``application/problem+json`` response whose ``type`` is ``urn:bunsync:problem:<slug>``."""
-    body = Problem(type=f"urn:bunsync:problem:{slug}", title=title, status=status, detail=detail)
     return Response(
-        content=msgspec.json.encode(body),
+        content=problem_body(status, slug, title, detail),
         status_code=status,
-        media_type=PROBLEM_MEDIA_TYPE,
+        media_type=PROBLEM_MEDIA_TYPE.decode(),
         headers=headers or None,
     )
 
@@ -92,38 +79,15 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
 
 def create_app(services: Services) -> Litestar:
     """The Litestar application, bound to ``services``."""
-    secrets = services.settings.webhook_secrets
-    tolerance = services.settings.signature_tolerance_s
-    ingestor = services.ingestor
     pool = services.pool
+    endpoint = WebhookEndpoint(
+        services.settings.webhook_secrets, services.settings.signature_tolerance_s, services.ingestor
+    )
 
-    @post("/webhooks/bunjang", request_max_body_size=MAX_WEBHOOK_BODY)
-    async def receive_webhook(request: Request[Any, Any, Any]) -> Response[Any]:
-        """Verify, store durably (and enqueue a fetch), then answer 204."""
-        body = await request.body()
-        now = time.time()
-        try:
-            t = signature.verify(request.headers.get(signature.HEADER), body, secrets, now, tolerance)
-        except signature.SignatureError as exc:
-            log.warning("webhook_rejected", reason=exc.reason.value, detail=exc.detail)
-            return problem(401, exc.reason.value, "Webhook signature rejected", exc.detail)
-        event = webhooks.to_event(
-            body, signed_at=datetime.fromtimestamp(t, UTC), received_at=datetime.fromtimestamp(now, UTC)
-        )
-        try:
-            outcome = await ingestor.submit(event)
-        except StorageUnavailable as exc:
-            log.warning("webhook_unavailable", key=event.idempotency_key, error=str(exc))
-            return problem(
-                503,
-                "storage-unavailable",
-                "Storage unavailable",
-                "the event was not stored; retry later",
-                **{"Retry-After": _RETRY_AFTER_S},
-            )
-        level = log.warning if outcome is Outcome.CONFLICT else log.info
-        level("webhook_" + outcome.value, key=event.idempotency_key, order_id=event.fetch_order_id)
-        return Response(content=None, status_code=204)
+    @asgi("/webhooks/bunjang", is_static=False)
+    async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
+        """Verify, store durably (and enqueue a fetch), then answer 204 (see app.webhook_endpoint)."""
+        await endpoint(scope, receive, send)
 
     @get("/health/live", sync_to_thread=False)
     def live() -> dict[str, str]:

@@ -42,6 +42,8 @@ class Ingestor:
     """Group-commits deliveries into the event log; one per process, shared by all requests."""
 
     def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 512, max_writers: int = 2) -> None:
+        """``pool``: connections for the writers (a small pool of its own is best: see ``db.create_pool``'s
+        ``keep_session``); ``max_writers``: batches in flight at once."""
         self._pool = pool
         self._max_batch = max_batch
         self._max_writers = max_writers
@@ -113,15 +115,19 @@ class Ingestor:
             return exc
 
     async def _write(self, batch: list[_Pending]) -> list[Outcome]:
-        """One transaction for the whole batch; returns each pending's outcome, in batch order."""
+        """Store the batch; returns each pending's outcome, in batch order.
+
+        The append (events and their fetches) is ONE statement, hence atomic and durable on its own at
+        commit, so the common case costs one round trip and no BEGIN/COMMIT. Only deliveries whose key
+        was already logged (perhaps by this very batch) need a second step: compare their content with
+        what is stored and keep the different ones as conflicts.
+        """
         first: dict[str, NewEvent] = {}
         for p in batch:
             first.setdefault(p.event.idempotency_key, p.event)
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
+            async with self._pool.acquire() as conn:
                 inserted = (await event_log.append(conn, list(first.values()))).inserted
-                # Everything not inserted now is already in the log (perhaps from this very batch):
-                # compare each with what is stored; a different body is a conflict, kept aside.
                 others = [
                     i
                     for i, p in enumerate(batch)
@@ -130,9 +136,12 @@ class Ingestor:
                 ]
                 same: dict[int, bool] = {}
                 if others:
-                    verdicts = await event_log.same_content(conn, [batch[i].event for i in others])
-                    same = dict(zip(others, verdicts, strict=True))
-                    await event_log.record_conflicts(conn, [batch[i].event for i in others if not same[i]])
+                    async with conn.transaction():
+                        verdicts = await event_log.same_content(conn, [batch[i].event for i in others])
+                        same = dict(zip(others, verdicts, strict=True))
+                        await event_log.record_conflicts(
+                            conn, [batch[i].event for i in others if not same[i]]
+                        )
         except (OSError, asyncpg.exceptions.InterfaceError) as exc:
             raise StorageUnavailable(str(exc)) from exc
         except asyncpg.PostgresError as exc:

@@ -2,44 +2,55 @@
 
 One line per event, with a machine-readable event name and key-values: JSON off a terminal, coloured
 console on one (``BUNSYNC_LOG_FORMAT``). Never log secrets, tokens, request bodies or buyer data.
+bunsync's own events go straight from structlog to stderr (the webhook path logs every outcome, and the
+standard library's machinery would cost a tenth of its CPU); records of libraries (uvicorn, asyncpg,
+APScheduler) go through the standard library and are rendered the same way.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
+import msgspec
 import structlog
+
+
+def _json(obj: Any, **_: Any) -> bytes:
+    return msgspec.json.encode(obj, enc_hook=repr)
 
 
 def configure(log_format: str, level: int = logging.INFO) -> None:
     """Configure structlog and the standard library root logger to write to stderr."""
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
+        structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: structlog.types.Processor
+    logger_factory: Any
     if log_format == "json":
-        renderer = structlog.processors.JSONRenderer()
         shared.append(structlog.processors.format_exc_info)
+        renderer = structlog.processors.JSONRenderer(serializer=_json)
+        logger_factory = structlog.BytesLoggerFactory(sys.stderr.buffer)
+        stdlib_renderer: structlog.types.Processor = structlog.processors.JSONRenderer(
+            serializer=lambda obj, **kw: _json(obj).decode()
+        )
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        renderer = stdlib_renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        logger_factory = structlog.WriteLoggerFactory(sys.stderr)
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        processors=[*shared, renderer],
+        logger_factory=logger_factory,
         wrapper_class=structlog.make_filtering_bound_logger(level),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                renderer,
-            ],
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, stdlib_renderer],
         )
     )
     root = logging.getLogger()

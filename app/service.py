@@ -31,6 +31,7 @@ from projections.engine import run_projectors
 log = structlog.get_logger(__name__)
 
 SHUTDOWN_TIMEOUT_S = 20.0
+INGEST_WRITERS = 2  # batches in flight at once: one being written while the next one gathers
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +69,9 @@ async def run(settings: Settings, dsn: str, roles: Roles, stop: asyncio.Event) -
     applied = await migrate(dsn)
     log.info("database_ready", migrations_applied=applied, schema_version=migrations.latest_version())
     pool = await db.create_pool(dsn, min_size=2, max_size=max(10, settings.fetch_concurrency + 6))
-    ingestor = Ingestor(pool)
+    # The webhook writers get connections of their own, released without a reset round trip.
+    ingest_pool = await db.create_pool(dsn, min_size=1, max_size=INGEST_WRITERS, keep_session=True)
+    ingestor = Ingestor(ingest_pool, max_writers=INGEST_WRITERS)
     tasks: dict[str, asyncio.Task[None]] = {}
     server: _Server | None = None
     exits = contextlib.AsyncExitStack()
@@ -108,6 +111,7 @@ async def run(settings: Settings, dsn: str, roles: Roles, stop: asyncio.Event) -
         return await _supervise(tasks, stop, server, ingestor)
     finally:
         await exits.aclose()
+        await ingest_pool.close()
         await pool.close()
 
 
