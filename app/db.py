@@ -42,7 +42,8 @@ class StorageUnavailable(Exception):
 
 def is_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` means the database is unreachable (rather than a data or programming error)."""
-    return isinstance(exc, _UNAVAILABLE)
+    # asyncpg's client-side DataError (a value it cannot encode) subclasses InterfaceError: bad data.
+    return isinstance(exc, _UNAVAILABLE) and not isinstance(exc, asyncpg.exceptions.DataError)
 
 
 async def guard(work: Awaitable[T]) -> T:
@@ -50,6 +51,8 @@ async def guard(work: Awaitable[T]) -> T:
     try:
         return await work
     except _UNAVAILABLE as exc:
+        if not is_unavailable(exc):
+            raise
         raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
