@@ -142,9 +142,7 @@ class Ingestor:
                         await event_log.record_conflicts(
                             conn, [batch[i].event for i in others if not same[i]]
                         )
-        except (OSError, asyncpg.exceptions.InterfaceError) as exc:
-            raise StorageUnavailable(str(exc)) from exc
-        except asyncpg.PostgresError as exc:
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.exceptions.InterfaceError) as exc:
             if is_unavailable(exc):
                 raise StorageUnavailable(str(exc)) from exc
             raise
