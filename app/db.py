@@ -7,6 +7,8 @@ It turns driver errors that mean "the database is not there right now" into :cla
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeAlias, TypeVar
@@ -17,6 +19,8 @@ from asyncpg.pool import PoolConnectionProxy
 T = TypeVar("T")
 
 SERVICE_ROLE = "bunsync_service"
+# Shown in pg_stat_activity: which bunsync process holds a connection (and so a lock).
+_APPLICATION_NAME = f"bunsync:{socket.gethostname()}:{os.getpid()}"[:63]
 
 #: A connection, whether it came from a pool or was opened alone.
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
@@ -74,7 +78,7 @@ async def create_pool(
             dsn,
             min_size=min_size,
             max_size=max_size,
-            server_settings={"role": SERVICE_ROLE, "application_name": "bunsync"},
+            server_settings={"role": SERVICE_ROLE, "application_name": _APPLICATION_NAME},
             # The service prepares few statements; caching them is a large win for the ingest path.
             statement_cache_size=256,
             timeout=10,
@@ -92,7 +96,7 @@ async def admin_connection(dsn: str, *, connect_timeout_s: float = 10) -> AsyncI
     """A single connection as the login role itself (migrations, role checks, rebuild swaps)."""
     try:
         conn = await asyncpg.connect(
-            dsn, timeout=connect_timeout_s, server_settings={"application_name": "bunsync"}
+            dsn, timeout=connect_timeout_s, server_settings={"application_name": _APPLICATION_NAME}
         )
     except _UNAVAILABLE as exc:
         raise StorageUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
@@ -110,7 +114,7 @@ async def service_connection(dsn: str, *, connect_timeout_s: float = 10) -> Asyn
         conn = await asyncpg.connect(
             dsn,
             timeout=connect_timeout_s,
-            server_settings={"role": SERVICE_ROLE, "application_name": "bunsync"},
+            server_settings={"role": SERVICE_ROLE, "application_name": _APPLICATION_NAME},
         )
     except _UNAVAILABLE as exc:
         raise StorageUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
