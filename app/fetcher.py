@@ -23,7 +23,7 @@ import structlog
 from app import event_log, sqlfiles
 from app.bunjang import errors
 from app.bunjang.client import BunjangClient
-from app.db import StorageUnavailable, guard
+from app.db import Connection, StorageUnavailable, guard
 from app.event_log import NewEvent
 
 log = structlog.get_logger(__name__)
@@ -80,7 +80,7 @@ class Fetcher:
         concurrency: int,
         max_attempts: int,
         worker_id: str,
-        lease_s: float = 120.0,
+        lease_s: float = 30.0,
         idle_poll_s: float = 0.5,
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
@@ -131,7 +131,12 @@ class Fetcher:
     async def process(self, job: Job) -> None:
         """Fetch one claimed order and record the outcome (event, retry, or dead)."""
         try:
-            fetched = await self._client.get_order(job.order_id)
+            # Bounded below the lease, so no other worker claims the job while this one still works on it.
+            async with asyncio.timeout(self._lease_s * 0.8):
+                fetched = await self._client.get_order(job.order_id)
+        except TimeoutError:
+            await self._failed(job, f"no answer within {self._lease_s * 0.8:.0f} s")
+            return
         except (errors.NotFound, errors.Forbidden) as exc:
             await self._park(job, f"{type(exc).__name__}: {exc}")
             return
@@ -174,6 +179,12 @@ class Fetcher:
             reason=reason[:300],
             action="fix the cause, then run: bunsync redrive --order " + str(job.order_id),
         )
+
+
+async def enqueue(conn: Connection, order_ids: list[int]) -> None:
+    """Ask for a Get Order fetch of each order (in the caller's transaction)."""
+    if order_ids:
+        await guard(conn.execute(_Q["enqueue"], order_ids))
 
 
 async def redrive(pool: asyncpg.Pool, order_ids: list[int] | None) -> list[int]:

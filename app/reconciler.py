@@ -20,7 +20,7 @@ import asyncpg
 import msgspec
 import structlog
 
-from app import event_log, sqlfiles
+from app import event_log, fetcher, sqlfiles
 from app.bunjang.client import BunjangClient
 from app.bunjang.types import ListedOrder
 from app.bunjang.windows import Window, split_windows
@@ -99,7 +99,6 @@ def listed_event(order: ListedOrder) -> NewEvent:
         source=SOURCE,
         idempotency_key=f"list_orders:{order.id}:{digest}",
         payload_json=payload.decode("utf-8"),
-        fetch_order_id=order.id,
     )
 
 
@@ -177,6 +176,9 @@ async def _record(pool: asyncpg.Pool, batch: list[ListedOrder]) -> int:
     if changed:
         async with pool.acquire() as conn, conn.transaction():
             await event_log.append(conn, [listed_event(o) for o in _unique(changed)])
+            # Fetch even when this observation was logged before (the event is then skipped): the view
+            # still differs, e.g. a later webhook made an item provisional, and only the API settles it.
+            await fetcher.enqueue(conn, sorted({o.id for o in changed}))
     return len(changed)
 
 

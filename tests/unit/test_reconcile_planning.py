@@ -72,9 +72,9 @@ def test_differences_are_orders_with_any_item_not_as_shown() -> None:
     assert [o.id for o in differences([same, newer, unseen, provisional], shown)] == [2, 3, 4]
 
 
-def test_the_same_observation_always_has_the_same_key_and_fetches_its_order() -> None:
+def test_the_same_observation_always_has_the_same_key() -> None:
     t1 = NOW - timedelta(hours=2)
     a, b = listed_event(_order(5, (51, "SHIP_READY", t1))), listed_event(_order(5, (51, "SHIP_READY", t1)))
     c = listed_event(_order(5, (51, "IN_TRANSIT", t1)))
     assert a.idempotency_key == b.idempotency_key != c.idempotency_key
-    assert (a.type, a.source, a.fetch_order_id, a.stream) == ("order.listed", "list_orders", 5, "order-5")
+    assert (a.type, a.source, a.stream) == ("order.listed", "list_orders", "order-5")
