@@ -155,9 +155,7 @@ async def test_database_unreachable_answers_503_then_recovers(
     assert "Traceback" not in serve.logs()
 
 
-def test_status_endpoint_and_command_agree(
-    database_url: str, start_serve: Callable[..., Serve]
-) -> None:
+def test_status_endpoint_and_command_agree(database_url: str, start_serve: Callable[..., Serve]) -> None:
     import json
     import os
     import subprocess
