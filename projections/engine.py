@@ -93,6 +93,22 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:2000]
 
 
+async def park(
+    conn: Connection, projection: Projection[Any], failed: list[tuple[RecordedEvent, BaseException]]
+) -> None:
+    """Park the events ``apply_events`` could not apply, with their errors (caller's transaction)."""
+    for event, exc in failed:
+        await db.guard(conn.execute(_Q["park"], projection.name, event.position, _describe(exc)))
+        log.error(
+            "projection_event_parked",
+            projection=projection.name,
+            position=event.position,
+            event_type=event.type,
+            error=_describe(exc),
+            action="fix the cause, then retry parked events (bunsync CLI)",
+        )
+
+
 async def process_batch(
     conn: Connection, projection: Projection[Any], *, schema: str = LIVE_SCHEMA, batch_size: int = BATCH_SIZE
 ) -> int:
@@ -112,16 +128,7 @@ async def process_batch(
         if not batch:
             return 0
         handled = [e for e in batch if e.type in projection.handles]
-        for event, exc in await apply_events(conn, projection, handled):
-            await db.guard(conn.execute(_Q["park"], projection.name, event.position, _describe(exc)))
-            log.error(
-                "projection_event_parked",
-                projection=projection.name,
-                position=event.position,
-                event_type=event.type,
-                error=_describe(exc),
-                action="fix the cause, then retry parked events (bunsync CLI)",
-            )
+        await park(conn, projection, await apply_events(conn, projection, handled))
         last = batch[-1].checkpoint
         await db.guard(
             conn.execute(_Q["save_checkpoint"], projection.name, str(last.tx_id), last.position, len(batch))

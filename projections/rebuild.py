@@ -1,8 +1,10 @@
 """Rebuild projections from the log without taking their views away from readers.
 
 1. Fresh, empty copies of the projection's tables are made in schema ``bunsync_build_<name>``, with
-   their own checkpoint at the start of the log; the engine fills them batch by batch (the same code
-   as the live projector, pointed there by ``search_path``) while the live tables keep serving.
+   their own checkpoint at the start of the log. A projection with a bulk phase (:mod:`projections.bulk`)
+   fills them set-based up to a snapshot's xmin first; then the engine carries on batch by batch (the
+   same code as the live projector, pointed there by ``search_path``) while the live tables keep
+   serving.
 2. The swap is one transaction: take the live writer's lock (so the live projector, which takes
    the same lock in each batch, finishes its batch in flight and then waits), catch up to the
    log's readable head, move the live tables out and the rebuilt ones in, re-create the reporting
@@ -37,6 +39,7 @@ from rich.text import Text
 
 from app import db, sqlfiles
 from app.sqlfiles import queries
+from projections import bulk
 from projections.base import Projection
 from projections.engine import LIVE_SCHEMA, PROJECTIONS, process_batch
 
@@ -79,6 +82,7 @@ async def _rebuild_one(dsn: str, projection: Projection[Any], show_bar: bool, ba
         total = int(await db.guard(conn.fetchval(_P["log_events"])))
         log.info("rebuild_started", projection=name, events=total)
         with _Meter(name, total, show_bar) as meter:
+            meter.advance(await bulk.run(conn, projection, schema))
             while n := await process_batch(conn, projection, schema=schema, batch_size=batch_size):
                 meter.advance(n)
             await _swap(conn, projection, schema, batch_size, meter)

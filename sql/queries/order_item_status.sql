@@ -37,3 +37,267 @@ ON CONFLICT (order_item_id) DO UPDATE SET
     webhook_status = excluded.webhook_status,
     webhook_signed_at = excluded.webhook_signed_at,
     webhook_position = excluded.webhook_position;
+
+-- name: bulk_scratch
+-- Session-local helpers of bulk_build, dropped when the transaction ends: the table it fills with the
+-- events it leaves to Python (bad: events it did not read), and the checks of what it reads. Each
+-- check says whether a JSON value (NULL when absent) is one that the msgspec types of
+-- projections/events.py accept AND that bulk_build reads to the same value; stricter than msgspec on
+-- purpose (a refusal costs a Python decode, never a wrong row). CASE, not AND: nothing is cast before
+-- it has been checked, so no payload can make the statement fail.
+CREATE TEMP TABLE bunsync_bulk_folded (position bigint PRIMARY KEY, bad boolean NOT NULL) ON COMMIT DROP;
+CREATE FUNCTION pg_temp.bunsync_int(j jsonb, required boolean) RETURNS boolean LANGUAGE sql IMMUTABLE AS
+$$ SELECT CASE jsonb_typeof(j) WHEN 'number' THEN scale(j::numeric) = 0 AND abs(j::numeric) < 1e18
+                               WHEN 'null' THEN NOT required ELSE j IS NULL AND NOT required END $$;
+CREATE FUNCTION pg_temp.bunsync_text(j jsonb, required boolean) RETURNS boolean LANGUAGE sql IMMUTABLE AS
+$$ SELECT CASE jsonb_typeof(j) WHEN 'string' THEN true
+                               WHEN 'null' THEN NOT required ELSE j IS NULL AND NOT required END $$;
+CREATE FUNCTION pg_temp.bunsync_object(j jsonb) RETURNS boolean LANGUAGE sql IMMUTABLE AS
+$$ SELECT CASE jsonb_typeof(j) WHEN 'object' THEN true WHEN 'null' THEN true ELSE j IS NULL END $$;
+-- Plain RFC 3339 ('T', at most 6 fraction digits, offset under 14 h or none: read as UTC, as
+-- events.utc does) on a real calendar date.
+CREATE FUNCTION pg_temp.bunsync_rfc3339(t text) RETURNS boolean LANGUAGE sql IMMUTABLE AS
+$$ SELECT CASE WHEN t ~ ('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]'
+                         ':[0-5][0-9](\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?$')
+               THEN substr(t, 1, 4) <> '0000' AND substr(t, 9, 2)::int <= CASE substr(t, 6, 2)
+                   WHEN '02' THEN CASE WHEN substr(t, 1, 4)::int % 4 = 0
+                                            AND (substr(t, 1, 4)::int % 100 <> 0 OR substr(t, 1, 4)::int % 400 = 0)
+                                       THEN 29 ELSE 28 END
+                   WHEN '04' THEN 30 WHEN '06' THEN 30 WHEN '09' THEN 30 WHEN '11' THEN 30 ELSE 31 END
+               ELSE false END $$;
+CREATE FUNCTION pg_temp.bunsync_time(j jsonb) RETURNS boolean LANGUAGE sql IMMUTABLE AS
+$$ SELECT CASE jsonb_typeof(j) WHEN 'string' THEN pg_temp.bunsync_rfc3339(j #>> '{}')
+                               WHEN 'null' THEN true ELSE j IS NULL END $$;
+
+-- name: bulk_build
+-- The rebuild's bulk phase, set-based: write the row of every item observed by the events below
+-- transaction id $1 (xid8 as text; the caller's snapshot xmin, so all of them have committed) of the
+-- projection's types. Returns the items it left out (bigint[]), and puts in
+-- pg_temp.bunsync_bulk_folded (see bulk_scratch) the events the caller folds in Python: those of the
+-- left-out items, and the events it did not read.
+--
+-- Reading. An event is read only if every value read passes the bulk_scratch checks, and its payload
+-- is stored uncompressed in under 10,000 bytes (so no string in it exceeds msgspec's 10,000
+-- characters). Any other event is "bad": Python parks it with msgspec's own message, as the live
+-- projector does (or, if Python reads it after all, the caller abandons the bulk phase).
+--
+-- The rule. projections/rules.py (apply_status) folded in log order is a function of the set of an
+-- item's observations: the API state is the newest API observation by (statusUpdatedAt NULLS FIRST,
+-- position); the shown webhook is the newest by (t, position) among the webhooks after that API
+-- observation in the log with t later than its statusUpdatedAt; product facts come from the newest
+-- observation (by position) that has them. That holds when the projector reads the item's
+-- observations in position order. It reads in commit-safe order (tx_id, position), which differs when
+-- transactions commit out of position order; and the fold treats an unsigned webhook and an item twice
+-- in one event in ways a set cannot. Items with any of those are left out, and folded in Python.
+-- Test: tests/projections/test_bulk.py (random event sets: SQL == Python).
+-- Each level below is evaluated once per row (OFFSET 0 keeps the planner from copying a level's
+-- expressions into every use of its columns).
+WITH events AS (
+    SELECT e.position, e.tx_id, e.recorded_at, e.signed_at, e.type, e.payload,
+           e.type = 'webhook.order_status_changed.v1' AS webhook,
+           CASE e.type WHEN 'webhook.order_status_changed.v1' THEN e.payload #> '{data,orderItems}'
+                       WHEN 'order.observed' THEN e.payload #> '{data,order,orderItems}'
+                       ELSE e.payload -> 'orderItems' END AS items,
+           CASE e.type WHEN 'webhook.order_status_changed.v1' THEN e.payload #> '{data,orderId}'
+                       WHEN 'order.observed' THEN e.payload #> '{data,order,id}'
+                       ELSE e.payload -> 'id' END AS order_id
+    FROM bunsync.event_log AS e
+    WHERE e.tx_id < $1::text::xid8
+      AND e.type IN ('webhook.order_status_changed.v1', 'order.observed', 'order.listed')
+    OFFSET 0
+),
+checked AS (
+    -- The event's own checks.
+    SELECT ev.*,
+           coalesce(jsonb_typeof(ev.payload) = 'object'
+               AND pg_column_compression(ev.payload) IS NULL AND pg_column_size(ev.payload) < 10000
+               AND pg_temp.bunsync_int(ev.order_id, true)
+               AND CASE ev.type WHEN 'webhook.order_status_changed.v1'
+                                THEN jsonb_typeof(ev.payload -> 'data') = 'object'
+                                     AND jsonb_typeof(ev.items) = 'array'
+                                WHEN 'order.observed'
+                                THEN jsonb_typeof(ev.payload -> 'data') = 'object'
+                                     AND jsonb_typeof(ev.payload #> '{data,order}') = 'object'
+                                     AND coalesce(jsonb_typeof(ev.items), 'null') IN ('null', 'array')
+                                ELSE coalesce(jsonb_typeof(ev.items), 'null') IN ('null', 'array') END,
+               false) AS event_ok
+    FROM events AS ev
+    OFFSET 0
+),
+items AS (
+    -- One row per item (one row of NULLs for an event without items: a bad one must be seen).
+    SELECT c.position, c.tx_id, c.recorded_at, c.signed_at, c.type, c.webhook, c.order_id, c.event_ok,
+           j.x IS NULL AS no_item, jsonb_typeof(j.x) AS item_type,
+           j.x ->> CASE WHEN c.webhook THEN 'orderStatus' ELSE 'status' END AS status,
+           j.x -> CASE WHEN c.webhook THEN 'orderStatus' ELSE 'status' END AS status_json,
+           j.x -> CASE WHEN c.webhook THEN 'orderItemId' ELSE 'id' END AS id,
+           CASE WHEN c.webhook THEN j.x -> 'pid' ELSE j.x #> '{product,id}' END AS pid,
+           CASE WHEN NOT c.webhook THEN j.x -> 'statusUpdatedAt' END AS ts,
+           CASE WHEN NOT c.webhook THEN j.x -> 'product' END AS product,
+           CASE WHEN NOT c.webhook THEN j.x #> '{product,name}' END AS name,
+           CASE WHEN NOT c.webhook THEN j.x #> '{product,price}' END AS price
+    FROM checked AS c
+    LEFT JOIN LATERAL jsonb_array_elements(
+        CASE WHEN c.event_ok AND jsonb_typeof(c.items) = 'array' THEN c.items ELSE '[]' END) AS j(x) ON true
+    OFFSET 0
+),
+items_checked AS (
+    -- The item's checks; ok: the event's and the item's passed (only then is anything cast).
+    SELECT i.*,
+           i.event_ok AND (i.no_item OR (
+               i.item_type = 'object' AND pg_temp.bunsync_int(i.id, true) AND pg_temp.bunsync_int(i.pid, false)
+               AND CASE WHEN i.webhook THEN pg_temp.bunsync_text(i.status_json, true)
+                        ELSE pg_temp.bunsync_text(i.status_json, false)
+                             AND pg_temp.bunsync_time(i.ts) AND pg_temp.bunsync_object(i.product)
+                             AND pg_temp.bunsync_text(i.name, false)
+                             AND pg_temp.bunsync_int(i.price, false) END)) AS ok
+    FROM items AS i
+    OFFSET 0
+),
+obs AS MATERIALIZED (
+    -- Materialized: read twice (the bad events below, and the rule).
+    SELECT CASE WHEN k.ok THEN (k.id ->> 0)::bigint END AS item, NOT k.webhook AS api,
+           CASE WHEN k.ok THEN k.status END AS status,
+           CASE WHEN NOT k.ok THEN NULL WHEN k.webhook THEN k.signed_at
+                ELSE (k.ts ->> 0)::timestamptz END AS ts,
+           k.position, k.tx_id, k.recorded_at,
+           CASE WHEN k.ok THEN (k.pid ->> 0)::bigint END AS pid,
+           CASE WHEN k.ok THEN k.name ->> 0 END AS product_name,
+           CASE WHEN k.ok THEN (k.price ->> 0)::bigint END AS price,
+           CASE WHEN k.ok THEN (k.order_id ->> 0)::bigint END AS order_id,
+           CASE k.type WHEN 'webhook.order_status_changed.v1' THEN 'webhook'
+                       WHEN 'order.observed' THEN 'get_order' ELSE 'list_orders' END AS source,
+           NOT k.ok AS bad
+    FROM items_checked AS k
+),
+-- Events not read: one bad item makes the whole event bad (usually none).
+bad AS (
+    SELECT DISTINCT o.position FROM obs AS o WHERE o.bad
+),
+-- Rows that matter: an API item without a status observes nothing; every row of a bad event is kept,
+-- item NULL, so that its position reaches the caller.
+kept AS (
+    SELECT o.item, o.api, o.status, o.ts, o.position, o.tx_id, o.recorded_at, o.pid, o.product_name,
+           o.price, o.order_id, o.source
+    FROM obs AS o
+    WHERE o.status IS NOT NULL AND o.position NOT IN (SELECT b.position FROM bad AS b)
+    UNION ALL
+    SELECT NULL, false, NULL, NULL, b.position, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+    FROM bad AS b
+),
+-- One sort (item, position DESC) serves every window below: w is the item's whole partition.
+step1 AS (
+    SELECT o.*,
+           max(o.ts) FILTER (WHERE o.api) OVER w AS a_ts,
+           max(o.position) OVER w AS last_pos,
+           max(o.position) FILTER (WHERE o.pid IS NOT NULL) OVER w AS pid_pos,
+           max(o.position) FILTER (WHERE o.product_name IS NOT NULL) OVER w AS name_pos,
+           max(o.position) FILTER (WHERE o.price IS NOT NULL) OVER w AS price_pos,
+           -- Left to Python: the next newer observation was written by an older transaction (read
+           -- after this one) or is in the same event; an unsigned webhook; bad events (item NULL).
+           coalesce(lag(o.tx_id) OVER w < o.tx_id OR lag(o.position) OVER w = o.position, false)
+               OR (NOT o.api AND o.ts IS NULL) OR o.item IS NULL AS fold
+    FROM kept AS o
+    WINDOW w AS (PARTITION BY o.item ORDER BY o.position DESC
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+),
+step2 AS (
+    SELECT s.*,
+           max(s.position) FILTER (WHERE s.api AND s.ts IS NOT DISTINCT FROM s.a_ts) OVER w AS a_pos,
+           bool_or(s.fold) OVER w AS folded
+    FROM step1 AS s
+    WINDOW w AS (PARTITION BY s.item ORDER BY s.position DESC
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+),
+step3 AS (
+    SELECT s.*, max(s.ts) FILTER (WHERE s.shown) OVER w AS h_ts
+    FROM (
+        SELECT t.*,
+               NOT t.api AND (t.a_pos IS NULL OR (t.position > t.a_pos AND (t.a_ts IS NULL OR t.ts > t.a_ts)))
+                   AS shown
+        FROM step2 AS t
+    ) AS s
+    WINDOW w AS (PARTITION BY s.item ORDER BY s.position DESC
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+),
+step4 AS (
+    SELECT s.*, max(s.position) FILTER (WHERE s.shown AND s.ts = s.h_ts) OVER w AS h_pos
+    FROM step3 AS s
+    WINDOW w AS (PARTITION BY s.item ORDER BY s.position DESC
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+),
+per_item AS (
+    SELECT s.item,
+           bool_or(s.folded) AS folded,
+           array_agg(s.position) FILTER (WHERE s.folded) AS positions,
+           max(s.order_id) FILTER (WHERE s.position = s.last_pos) AS order_id,
+           max(s.pid) FILTER (WHERE s.position = s.pid_pos) AS pid,
+           max(s.product_name) FILTER (WHERE s.position = s.name_pos) AS product_name,
+           max(s.price) FILTER (WHERE s.position = s.price_pos) AS price,
+           max(s.last_pos) AS last_position,
+           max(s.recorded_at) FILTER (WHERE s.position = s.last_pos) AS synced_at,
+           max(s.status) FILTER (WHERE s.api AND s.position = s.a_pos) AS api_status,
+           max(s.source) FILTER (WHERE s.api AND s.position = s.a_pos) AS api_source,
+           max(s.a_ts) AS api_updated_at,
+           max(s.a_pos) AS api_position,
+           max(s.status) FILTER (WHERE s.shown AND s.position = s.h_pos) AS webhook_status,
+           max(s.h_ts) AS webhook_signed_at,
+           max(s.h_pos) AS webhook_position
+    FROM step4 AS s
+    GROUP BY s.item
+),
+written AS (
+    INSERT INTO order_item_status
+        (order_item_id, order_id, pid, product_name, price, status, status_updated_at, source,
+         last_position, synced_at, api_status, api_source, api_updated_at, api_position,
+         webhook_status, webhook_signed_at, webhook_position)
+    SELECT p.item, p.order_id, p.pid, p.product_name, p.price,
+           -- What readers see: the provisional webhook while there is one, else the API state.
+           CASE WHEN p.webhook_position IS NULL THEN p.api_status ELSE p.webhook_status END,
+           CASE WHEN p.webhook_position IS NULL THEN p.api_updated_at END,
+           CASE WHEN p.webhook_position IS NULL THEN p.api_source ELSE 'webhook' END,
+           p.last_position, p.synced_at, p.api_status, p.api_source, p.api_updated_at, p.api_position,
+           p.webhook_status, p.webhook_signed_at, p.webhook_position
+    FROM per_item AS p
+    WHERE NOT p.folded
+),
+folded_events AS (
+    INSERT INTO pg_temp.bunsync_bulk_folded (position, bad)
+    SELECT DISTINCT ON (f.position) f.position, p.item IS NULL
+    FROM per_item AS p CROSS JOIN LATERAL unnest(p.positions) AS f(position)
+    WHERE p.folded
+    ORDER BY f.position, p.item IS NULL DESC
+)
+SELECT coalesce(array_agg(p.item), '{}') FROM per_item AS p WHERE p.folded AND p.item IS NOT NULL;
+
+-- name: bulk_bound
+-- The bulk phase's bound: the xmin of this statement's snapshot (xid8 as text). Every transaction
+-- below it has ended, and any that ends later has an id at or above it, so "tx_id < bound" is a fixed
+-- set of events, the same for every statement of the bulk phase (the commit-safe reader's rule, see
+-- event_log.sql read_after), and the engine can carry on from the last of them.
+SELECT pg_snapshot_xmin(pg_current_snapshot())::text;
+
+-- name: bulk_checkpoint
+-- The last event (tx id as text, position) below transaction id $1 (xid8 as text) in commit-safe
+-- order, and how many events (of every type) are below it: the checkpoint the bulk phase reached.
+SELECT (SELECT tx_id::text FROM bunsync.event_log WHERE tx_id < $1::text::xid8
+        ORDER BY tx_id DESC, position DESC LIMIT 1) AS tx_text,
+       (SELECT position FROM bunsync.event_log WHERE tx_id < $1::text::xid8
+        ORDER BY tx_id DESC, position DESC LIMIT 1) AS position,
+       (SELECT count(*) FROM bunsync.event_log WHERE tx_id < $1::text::xid8) AS events;
+
+-- name: folded_events
+-- The events bulk_build left to Python (pg_temp.bunsync_bulk_folded), in commit-safe order, shaped
+-- like read_after's rows, and whether bulk_build did not read it (bad); read through a cursor.
+SELECT e.position, e.tx_id::text AS tx_text, e.stream, e.type, e.payload::text AS payload, e.source,
+       e.signed_at, e.received_at, e.recorded_at, f.bad
+FROM bunsync.event_log AS e
+JOIN pg_temp.bunsync_bulk_folded AS f ON f.position = e.position
+ORDER BY e.tx_id, e.position;
+
+-- name: bulk_settings
+-- For the rest of the bulk phase's transaction: times without an offset are UTC (as
+-- projections/events.py reads them); no JIT (compiling the big statement costs more than it saves);
+-- work_mem $1 (e.g. '64MB') so the statement's sort stays in memory (one sort per rebuild, on the
+-- server: the rebuild process itself stays small).
+SELECT set_config('TimeZone', 'UTC', true), set_config('jit', 'off', true), set_config('work_mem', $1::text, true);

@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from app.event_log import NewEvent
+from projections import bulk as bulk_module
 from projections import rebuild as rebuild_module
 from projections.rebuild import rebuild
 from tests.projections.factory import append, at, eventually, listed, observed, project_all, table, webhook
@@ -120,27 +121,29 @@ async def test_readers_never_see_an_empty_or_partial_view_while_live_and_rebuild
     assert await snapshot(admin) == live
 
 
+@pytest.mark.parametrize("where", ["bulk phase", "catch-up batch"])
 async def test_interrupted_rebuild_leaves_live_untouched_and_runs_again(
-    pool: asyncpg.Pool, admin: asyncpg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
+    pool: asyncpg.Pool,
+    admin: asyncpg.Connection,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
 ) -> None:
     await append(pool, *workload(random.Random(2), range(0, 40), 200))
     await project_all(pool)
     live = await snapshot(admin)
-    real = rebuild_module.process_batch
-    calls = 0
 
-    async def dies_midway(*args: Any, **kwargs: Any) -> int:
-        nonlocal calls
-        calls += 1
-        if calls == 3:
-            raise KeyboardInterrupt  # the operator pressed Ctrl-C
-        return await real(*args, **kwargs)
+    async def dies(*args: Any, **kwargs: Any) -> int:
+        raise KeyboardInterrupt  # the operator pressed Ctrl-C
 
-    monkeypatch.setattr(rebuild_module, "process_batch", dies_midway)
+    # Inside the bulk phase's transaction, or in the first engine batch after it committed.
+    target, attr = (bulk_module, "_fold") if where == "bulk phase" else (rebuild_module, "process_batch")
+    real = getattr(target, attr)
+    monkeypatch.setattr(target, attr, dies)
     with pytest.raises(KeyboardInterrupt):
         await rebuild(database_url, ["order_item_status"], progress=False, batch_size=20)
     assert await snapshot(admin) == live
-    monkeypatch.setattr(rebuild_module, "process_batch", real)
+    monkeypatch.setattr(target, attr, real)
     await rebuild(database_url, ["order_item_status"], progress=False, batch_size=20)
     assert await snapshot(admin) == live
 
