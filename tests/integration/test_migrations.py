@@ -54,3 +54,32 @@ async def test_replicas_migrating_together_do_not_race(empty_database_url: str) 
 
     results = await asyncio.gather(*(one() for _ in range(4)))
     assert sorted(len(r) for r in results) == [0, 0, 0, len(migrations.available())]
+
+
+async def test_reporting_role_reads_the_reporting_schema_and_nothing_else(admin: object) -> None:
+    import asyncpg
+
+    assert isinstance(admin, asyncpg.Connection)
+    tables = [
+        r["t"]
+        for r in await admin.fetch(
+            "SELECT schemaname || '.' || tablename AS t FROM pg_tables WHERE schemaname = 'bunsync'"
+        )
+    ]
+    await admin.execute("SET ROLE bunsync_reporting")
+    for view in (
+        "webhook_events",
+        "order_item_status",
+        "order_item_history",
+        "sync_health",
+        "status_counts",
+        "time_in_status",
+    ):
+        await admin.fetch(f"SELECT * FROM reporting.{view} LIMIT 1")
+    assert "bunsync.event_log" in tables and "bunsync.order_addresses" in tables
+    for table in tables:
+        try:
+            await admin.fetch(f"SELECT 1 FROM {table} LIMIT 1")
+        except asyncpg.InsufficientPrivilegeError:
+            continue
+        raise AssertionError(f"bunsync_reporting can read {table}")
