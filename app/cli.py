@@ -7,33 +7,26 @@ command with one line on stderr saying what is wrong and what to do, and a non-z
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import structlog
-import uvloop
 
-from app import db, demo, fetcher, logs, reconciler, service, status
+from app import commands, logs, status
+from app.commands import EXIT_CONFIG, CommandError
 from app.db import StorageUnavailable
-from app.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
-from app.migrations import MigrationError, latest_version
-from app.progress import progress_reporter
+from app.embedded_pg import EmbeddedPostgresError
+from app.migrations import MigrationError
 from app.sandbox import cli as sandbox_cli
 from app.settings import ConfigError, Settings
-from projections import engine as projections_engine
-from projections import rebuild as projections_rebuild
 from projections.engine import PROJECTIONS
 
 log = structlog.get_logger(__name__)
-
-EXIT_CONFIG = 2
 
 
 class _Stop(BaseException):
@@ -67,70 +60,6 @@ def _environment(args: argparse.Namespace) -> Mapping[str, str]:
     return env
 
 
-@contextlib.contextmanager
-def database(settings: Settings) -> Iterator[str]:
-    """The DSN to use: ``BUNSYNC_DATABASE_URL``, or the embedded cluster (started now, stopped after)."""
-    if settings.database_url:
-        yield settings.database_url
-        return
-    with EmbeddedPostgres(settings.data_dir, run_as=settings.embedded_pg_user) as pg:
-        yield pg.dsn
-
-
-def _run_async(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) -> int:
-    """Run ``main(stop)`` on uvloop; SIGINT/SIGTERM set ``stop``."""
-
-    async def wrapper() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        return await main(stop)
-
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(wrapper())
-
-
-def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    settings.require_service_credentials()
-    roles = service.Roles(
-        http=not args.no_http,
-        fetch=not args.no_fetch,
-        projectors=not args.no_projectors,
-        scheduler=not args.no_scheduler,
-    )
-    with database(settings) as dsn:
-        return _run_async(lambda stop: service.run(settings, dsn, roles, stop))
-
-
-def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    with database(settings) as dsn:
-        applied = _run_async(lambda stop: _migrated(dsn, args.wait))
-    print(f"bunsync: database schema is at version {latest_version()} ({applied} migrations applied now)")
-    return 0
-
-
-def cmd_redrive(args: argparse.Namespace, settings: Settings) -> int:
-    async def redrive(stop: asyncio.Event) -> int:
-        pool = await db.create_pool(dsn, min_size=1, max_size=1)
-        try:
-            requeued = await fetcher.redrive(pool, args.order or None)
-        finally:
-            await pool.close()
-        which = ", ".join(map(str, requeued)) if requeued else "none"
-        print(f"bunsync: re-queued {len(requeued)} dead fetch(es): {which}")
-        return 0
-
-    with database(settings) as dsn:
-        _run_async(lambda stop: _migrated(dsn, args.wait))
-        return _run_async(redrive)
-
-
-async def _migrated(dsn: str, wait_s: float) -> int:
-    """Make sure the schema is current (a one-off command may be the first to meet a new database)."""
-    return len(await service.migrate(dsn, wait_s=wait_s))
-
-
 def _parse_time(raw: str) -> datetime:
     """An ISO-8601 time with a zone (``Z`` or an offset), for ``--since``/``--until``."""
     try:
@@ -140,117 +69,6 @@ def _parse_time(raw: str) -> datetime:
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{raw!r} has no time zone: add Z or an offset such as +09:00")
     return value
-
-
-def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
-    async def reconcile(stop: asyncio.Event) -> int:
-        pool = await db.create_pool(dsn, min_size=1, max_size=4)
-        try:
-            async with service.bunjang_client(settings) as client, db.service_connection(dsn) as lock_conn:
-                if not await reconciler.try_lock(lock_conn):
-                    print(
-                        "bunsync: another reconcile pass is running; waiting for it to finish",
-                        file=sys.stderr,
-                    )
-                    await reconciler.lock(lock_conn)
-                try:
-                    with progress_reporter("reconcile", "windows") as progress:
-                        result = await reconciler.run_pass(
-                            pool,
-                            client,
-                            now=datetime.now(UTC),
-                            overlap=timedelta(seconds=settings.reconcile_overlap_s),
-                            lookback=timedelta(seconds=settings.reconcile_lookback_s),
-                            since=args.since,
-                            until=args.until,
-                            progress=lambda done, total, seen: progress(done, total, f"{seen} orders"),
-                        )
-                finally:
-                    await reconciler.unlock(lock_conn)
-        finally:
-            await pool.close()
-        moved = "moved" if result.watermark_moved else "not moved (the range leaves a gap before it)"
-        print(
-            f"bunsync: reconciled {result.start.isoformat()} .. {result.end.isoformat()}: "
-            f"{result.orders_seen} orders listed, {result.differences} differences recorded; "
-            f"watermark {moved}"
-        )
-        return 0
-
-    if args.since and args.until and args.since > args.until:
-        _fail("--since must be before --until", EXIT_CONFIG)
-    with database(settings) as dsn:
-        _run_async(lambda stop: _migrated(dsn, 30.0))
-        return _run_async(reconcile)
-
-
-def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    async def report(stop: asyncio.Event) -> int:
-        try:
-            pool = await db.create_pool(dsn, min_size=1, max_size=1)
-            try:
-                snapshot = await status.collect(pool)
-            finally:
-                await pool.close()
-        except StorageUnavailable as exc:
-            if args.json:
-                sys.stdout.buffer.write(status.encode_unreachable(str(exc)) + b"\n")
-            else:
-                print(f"bunsync: unreachable: {exc}", file=sys.stderr)
-            return status.EXIT_UNREACHABLE
-        verdict, reasons = status.assess(snapshot, max_lag=args.max_lag)
-        if args.json:
-            sys.stdout.buffer.write(status.encode_json(snapshot, verdict, reasons) + b"\n")
-        else:
-            print(status.render_text(snapshot, verdict, reasons))
-        return status.exit_code(verdict)
-
-    if settings.database_url is None and not (settings.data_dir / "pg" / "PG_VERSION").exists():
-        print(
-            f"bunsync: unreachable: no database configured and no embedded cluster in {settings.data_dir}",
-            file=sys.stderr,
-        )
-        return status.EXIT_UNREACHABLE
-    with database(settings) as dsn:
-        return _run_async(report)
-
-
-def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
-    async def rebuild(stop: asyncio.Event) -> int:
-        await _migrated(dsn, 30.0)
-        await projections_rebuild.rebuild(dsn, args.projection or None, progress=True)
-        return 0
-
-    with database(settings) as dsn:
-        try:
-            return _run_async(rebuild)
-        except projections_rebuild.RebuildError as exc:
-            _fail(f"rebuild: {exc}", 1)
-
-
-def cmd_retry_parked(args: argparse.Namespace, settings: Settings) -> int:
-    async def retry(stop: asyncio.Event) -> int:
-        await _migrated(dsn, 30.0)
-        count = await projections_engine.retry_parked(dsn, args.projection)
-        print(f"bunsync: {count} parked event(s) retried (or handed to the active projector)")
-        return 0
-
-    with database(settings) as dsn:
-        try:
-            return _run_async(retry)
-        except ValueError as exc:
-            _fail(str(exc), EXIT_CONFIG)
-
-
-def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    options = demo.DemoOptions(
-        orders=args.orders, rounds=args.rounds, data_dir=Path(args.data_dir) if args.data_dir else None
-    )
-    return demo.main(options)
-
-
-def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
-    return sandbox_cli.run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-scheduler", action="store_true", help="do not run scheduled jobs (reconcile, fetch retries)"
     )
-    serve.set_defaults(handler=cmd_serve)
+    serve.set_defaults(handler=commands.cmd_serve)
 
     migrate = sub.add_parser("migrate", help="apply database migrations and exit")
     migrate.add_argument(
@@ -289,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long to wait for the database to accept connections (default 30)",
     )
-    migrate.set_defaults(handler=cmd_migrate)
+    migrate.set_defaults(handler=commands.cmd_migrate)
 
     sandbox = sub.add_parser(
         "sandbox",
@@ -298,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         "List Orders, signed webhooks with Bunjang's retry policy, and fault knobs.",
     )
     sandbox_cli.configure_parser(sandbox)
-    sandbox.set_defaults(handler=cmd_sandbox)
+    sandbox.set_defaults(handler=commands.cmd_sandbox)
     redrive = sub.add_parser(
         "redrive",
         help="re-queue dead fetches (all, or by order id)",
@@ -319,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long to wait for the database (default 30)",
     )
-    redrive.set_defaults(handler=cmd_redrive)
+    redrive.set_defaults(handler=commands.cmd_redrive)
 
     reconcile = sub.add_parser(
         "reconcile",
@@ -331,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reconcile.add_argument("--since", type=_parse_time, help="start of the range (ISO-8601 with zone)")
     reconcile.add_argument("--until", type=_parse_time, help="end of the range (default: now)")
-    reconcile.set_defaults(handler=cmd_reconcile)
+    reconcile.set_defaults(handler=commands.cmd_reconcile)
 
     status_cmd = sub.add_parser(
         "status",
@@ -347,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="EVENTS",
         help=f"projection lag above which status is degraded (default {status.DEFAULT_MAX_LAG})",
     )
-    status_cmd.set_defaults(handler=cmd_status)
+    status_cmd.set_defaults(handler=commands.cmd_status)
 
     rebuild_cmd = sub.add_parser(
         "rebuild",
@@ -361,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PROJECTION",
         help=f"which ones (default: all of {', '.join(sorted(PROJECTIONS))})",
     )
-    rebuild_cmd.set_defaults(handler=cmd_rebuild)
+    rebuild_cmd.set_defaults(handler=commands.cmd_rebuild)
 
     retry_cmd = sub.add_parser(
         "retry-parked",
@@ -370,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         "if one runs, else here.",
     )
     retry_cmd.add_argument("projection", nargs="?", help="only this projection (default: all)")
-    retry_cmd.set_defaults(handler=cmd_retry_parked)
+    retry_cmd.set_defaults(handler=commands.cmd_retry_parked)
 
     demo_cmd = sub.add_parser(
         "demo",
@@ -384,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo_cmd.add_argument(
         "--data-dir", help="folder for the demo's database and logs (default: a new temp dir)"
     )
-    demo_cmd.set_defaults(handler=cmd_demo)
+    demo_cmd.set_defaults(handler=commands.cmd_demo)
     return parser
 
 
@@ -418,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         _fail(f"database unavailable ({exc}): check {where} and that PostgreSQL is running", 1)
     except MigrationError as exc:
         _fail(f"migration error: {exc}", 1)
+    except CommandError as exc:
+        _fail(str(exc), exc.code)
     except (_Stop, KeyboardInterrupt):
         return 130
 

@@ -1,0 +1,218 @@
+"""What each ``bunsync`` subcommand does, given its parsed arguments and the settings.
+
+``app.cli`` owns the command line (parser, errors, exit codes); this module owns the work, each command a
+function ``cmd_<name>(args, settings) -> exit code``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, NoReturn
+
+import uvloop
+
+from app import db, demo, fetcher, reconciler, service, status
+from app.db import StorageUnavailable
+from app.embedded_pg import EmbeddedPostgres
+from app.migrations import latest_version
+from app.progress import progress_reporter
+from app.sandbox import cli as sandbox_cli
+from app.settings import Settings
+from projections import engine as projections_engine
+from projections import rebuild as projections_rebuild
+
+EXIT_CONFIG = 2
+
+
+class CommandError(Exception):
+    """A command cannot do its job; ``str(err)`` is the one line to show, ``code`` the exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    raise CommandError(message, code)
+
+
+@contextlib.contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """The DSN to use: ``BUNSYNC_DATABASE_URL``, or the embedded cluster (started now, stopped after)."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    with EmbeddedPostgres(settings.data_dir, run_as=settings.embedded_pg_user) as pg:
+        yield pg.dsn
+
+
+def _run_async(main: Callable[[asyncio.Event], Coroutine[Any, Any, int]]) -> int:
+    """Run ``main(stop)`` on uvloop; SIGINT/SIGTERM set ``stop``."""
+
+    async def wrapper() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await main(stop)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(wrapper())
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    settings.require_service_credentials()
+    roles = service.Roles(
+        http=not args.no_http,
+        fetch=not args.no_fetch,
+        projectors=not args.no_projectors,
+        scheduler=not args.no_scheduler,
+    )
+    with database(settings) as dsn:
+        return _run_async(lambda stop: service.run(settings, dsn, roles, stop))
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    with database(settings) as dsn:
+        applied = _run_async(lambda stop: _migrated(dsn, args.wait))
+    print(f"bunsync: database schema is at version {latest_version()} ({applied} migrations applied now)")
+    return 0
+
+
+def cmd_redrive(args: argparse.Namespace, settings: Settings) -> int:
+    async def redrive(stop: asyncio.Event) -> int:
+        pool = await db.create_pool(dsn, min_size=1, max_size=1)
+        try:
+            requeued = await fetcher.redrive(pool, args.order or None)
+        finally:
+            await pool.close()
+        which = ", ".join(map(str, requeued)) if requeued else "none"
+        print(f"bunsync: re-queued {len(requeued)} dead fetch(es): {which}")
+        return 0
+
+    with database(settings) as dsn:
+        _run_async(lambda stop: _migrated(dsn, args.wait))
+        return _run_async(redrive)
+
+
+async def _migrated(dsn: str, wait_s: float) -> int:
+    """Make sure the schema is current (a one-off command may be the first to meet a new database)."""
+    return len(await service.migrate(dsn, wait_s=wait_s))
+
+
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    async def reconcile(stop: asyncio.Event) -> int:
+        pool = await db.create_pool(dsn, min_size=1, max_size=4)
+        try:
+            async with service.bunjang_client(settings) as client, db.service_connection(dsn) as lock_conn:
+                if not await reconciler.try_lock(lock_conn):
+                    print(
+                        "bunsync: another reconcile pass is running; waiting for it to finish",
+                        file=sys.stderr,
+                    )
+                    await reconciler.lock(lock_conn)
+                try:
+                    with progress_reporter("reconcile", "windows") as progress:
+                        result = await reconciler.run_pass(
+                            pool,
+                            client,
+                            now=datetime.now(UTC),
+                            overlap=timedelta(seconds=settings.reconcile_overlap_s),
+                            lookback=timedelta(seconds=settings.reconcile_lookback_s),
+                            since=args.since,
+                            until=args.until,
+                            progress=lambda done, total, seen: progress(done, total, f"{seen} orders"),
+                        )
+                finally:
+                    await reconciler.unlock(lock_conn)
+        finally:
+            await pool.close()
+        moved = "moved" if result.watermark_moved else "not moved (the range leaves a gap before it)"
+        print(
+            f"bunsync: reconciled {result.start.isoformat()} .. {result.end.isoformat()}: "
+            f"{result.orders_seen} orders listed, {result.differences} differences recorded; "
+            f"watermark {moved}"
+        )
+        return 0
+
+    if args.since and args.until and args.since > args.until:
+        _fail("--since must be before --until", EXIT_CONFIG)
+    with database(settings) as dsn:
+        _run_async(lambda stop: _migrated(dsn, 30.0))
+        return _run_async(reconcile)
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    async def report(stop: asyncio.Event) -> int:
+        try:
+            pool = await db.create_pool(dsn, min_size=1, max_size=1)
+            try:
+                snapshot = await status.collect(pool)
+            finally:
+                await pool.close()
+        except StorageUnavailable as exc:
+            if args.json:
+                sys.stdout.buffer.write(status.encode_unreachable(str(exc)) + b"\n")
+            else:
+                print(f"bunsync: unreachable: {exc}", file=sys.stderr)
+            return status.EXIT_UNREACHABLE
+        verdict, reasons = status.assess(snapshot, max_lag=args.max_lag)
+        if args.json:
+            sys.stdout.buffer.write(status.encode_json(snapshot, verdict, reasons) + b"\n")
+        else:
+            print(status.render_text(snapshot, verdict, reasons))
+        return status.exit_code(verdict)
+
+    if settings.database_url is None and not (settings.data_dir / "pg" / "PG_VERSION").exists():
+        print(
+            f"bunsync: unreachable: no database configured and no embedded cluster in {settings.data_dir}",
+            file=sys.stderr,
+        )
+        return status.EXIT_UNREACHABLE
+    with database(settings) as dsn:
+        return _run_async(report)
+
+
+def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    async def rebuild(stop: asyncio.Event) -> int:
+        await _migrated(dsn, 30.0)
+        await projections_rebuild.rebuild(dsn, args.projection or None, progress=True)
+        return 0
+
+    with database(settings) as dsn:
+        try:
+            return _run_async(rebuild)
+        except projections_rebuild.RebuildError as exc:
+            _fail(f"rebuild: {exc}", 1)
+
+
+def cmd_retry_parked(args: argparse.Namespace, settings: Settings) -> int:
+    async def retry(stop: asyncio.Event) -> int:
+        await _migrated(dsn, 30.0)
+        count = await projections_engine.retry_parked(dsn, args.projection)
+        print(f"bunsync: {count} parked event(s) retried (or handed to the active projector)")
+        return 0
+
+    with database(settings) as dsn:
+        try:
+            return _run_async(retry)
+        except ValueError as exc:
+            _fail(str(exc), EXIT_CONFIG)
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    options = demo.DemoOptions(
+        orders=args.orders, rounds=args.rounds, data_dir=Path(args.data_dir) if args.data_dir else None
+    )
+    return demo.main(options)
+
+
+def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
+    return sandbox_cli.run(args)
