@@ -310,3 +310,24 @@ def test_three_replicas_share_the_work_and_take_over_from_a_killed_one(
     assert new in {r.process.pid for r in replicas if r is not victim}
     sandbox.admin("POST", "advance", json={"steps": 40})  # (webhooks to a dead replica: the reconciler helps)
     assert _in_sync(sandbox, database_url, 60) == []
+
+
+def test_sigterm_mid_burst_finishes_what_it_accepted_and_exits_cleanly(
+    database_url: str, start_serve: Callable[..., Serve]
+) -> None:
+    serve = start_serve(_env(database_url, None, free_port()), "--no-fetch")
+    bodies = {f"T{i}": _body(f"T{i}", 1 + i % 50, 1, "PAYMENT_RECEIVED") for i in range(3000)}
+
+    def stop_after_some(acked: int) -> None:
+        if acked >= 800 and serve.process.poll() is None:
+            serve.process.send_signal(signal.SIGTERM)
+
+    results = asyncio.run(_send_all([serve.url], bodies, on_ack=stop_after_some))
+    assert serve.process.wait(30) == 0
+    answered = {c for c in results.values() if isinstance(c, int)}
+    assert answered <= {204}, f"a request in flight at shutdown got {answered}"
+    acked = {e for e, c in results.items() if c == 204}
+    assert 800 <= len(acked) < len(bodies)
+    assert acked <= set(_logged_event_ids(database_url))
+    logs = serve.logs()
+    assert "service_stopped" in logs and "task_died" not in logs
