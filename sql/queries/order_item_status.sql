@@ -209,24 +209,16 @@ step2 AS (
     WINDOW w AS (PARTITION BY s.item ORDER BY s.position DESC
                  ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
 ),
-step3 AS (
-    SELECT s.*, max(s.ts) FILTER (WHERE s.shown) OVER w AS h_ts
-    FROM (
-        SELECT t.*,
-               NOT t.api AND (t.a_pos IS NULL OR (t.position > t.a_pos AND (t.a_ts IS NULL OR t.ts > t.a_ts)))
-                   AS shown
-        FROM step2 AS t
-    ) AS s
-    WINDOW w AS (PARTITION BY s.item ORDER BY s.position DESC
-                 ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
-),
-step4 AS (
-    SELECT s.*, max(s.position) FILTER (WHERE s.shown AND s.ts = s.h_ts) OVER w AS h_pos
-    FROM step3 AS s
-    WINDOW w AS (PARTITION BY s.item ORDER BY s.position DESC
-                 ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+shown AS (
+    -- A webhook shown over the API state (before choosing the newest of them).
+    SELECT t.*,
+           NOT t.api AND (t.a_pos IS NULL OR (t.position > t.a_pos AND (t.a_ts IS NULL OR t.ts > t.a_ts)))
+               AS shown
+    FROM step2 AS t
 ),
 per_item AS (
+    -- The shown webhook is the newest by (t, position) of those rows: an ordered aggregate over
+    -- them only (few per item), rather than two more passes over every row.
     SELECT s.item,
            bool_or(s.folded) AS folded,
            array_agg(s.position) FILTER (WHERE s.folded) AS positions,
@@ -240,10 +232,12 @@ per_item AS (
            max(s.source) FILTER (WHERE s.api AND s.position = s.a_pos) AS api_source,
            max(s.a_ts) AS api_updated_at,
            max(s.a_pos) AS api_position,
-           max(s.status) FILTER (WHERE s.shown AND s.position = s.h_pos) AS webhook_status,
-           max(s.h_ts) AS webhook_signed_at,
-           max(s.h_pos) AS webhook_position
-    FROM step4 AS s
+           (array_agg(s.status ORDER BY s.ts DESC, s.position DESC) FILTER (WHERE s.shown))[1]
+               AS webhook_status,
+           max(s.ts) FILTER (WHERE s.shown) AS webhook_signed_at,
+           (array_agg(s.position ORDER BY s.ts DESC, s.position DESC) FILTER (WHERE s.shown))[1]
+               AS webhook_position
+    FROM shown AS s
     GROUP BY s.item
 ),
 written AS (
