@@ -2,20 +2,21 @@
 
 Folding a million events through Python one batch at a time costs round trips and decoding; the
 current status of an item is a function of the set of its observations, which one SQL statement
-computes at the speed of a sort. So a rebuild of ``order_item_status`` first runs, in ONE transaction
-on the build schema:
+computes at the speed of a sort. So a rebuild of ``order_item_status`` first:
 
-1. the bound: the snapshot's xmin, taken once. Every event with ``tx_id`` below it has committed and
+1. takes the bound, the snapshot's xmin, once. Every event with ``tx_id`` below it has committed and
    no other will ever appear there, so the bulk phase reads exactly the events the commit-safe reader
-   would read up to there, and moves the checkpoint to the last of them;
-2. the events whose payload the SQL does not read itself (``bulk_bad_events``: anything the msgspec
-   types might read differently), handed to the Python decoder: it reads them, or they are parked
-   with msgspec's message, exactly as the live projector does;
-3. ``bulk_build``: every other item's row, set-based. Items where reading order matters (transactions
-   that committed out of position order, an unsigned webhook, an item twice in one event) or that a
-   Python-read event touches are left out, and their events are folded here through the projection's
-   own ``write`` (the rule in :mod:`projections.rules`), for those items only;
-4. the checkpoint.
+   would read up to there, and the checkpoint moves to the last of them;
+2. runs ``bulk_build`` in a read-only transaction on a second connection (no transaction id, so the
+   live projectors are not held back while it runs) and writes its item rows into the build table
+   in short COPYs (the build table is nobody's view yet, and an interruption leaves it to be dropped
+   by the next run);
+3. folds in Python, through the projection's own ``write`` (the rule in :mod:`projections.rules`),
+   the items the SQL left out (transactions that committed out of position order, an unsigned
+   webhook, an item twice in one event), and hands the events the SQL did not read to the Python
+   decoder, which parks them with msgspec's message exactly as the live projector does; then saves
+   the checkpoint, in one transaction. An event the SQL did not read but Python can makes the bulk
+   phase step aside: the engine then rebuilds by batches, as without it.
 
 Then the engine catches up from that checkpoint as usual. The SQL restates the rule of
 :func:`projections.rules.apply_status`; ``tests/projections/test_bulk.py`` checks that both agree on
@@ -40,10 +41,33 @@ from projections.rules import Observation
 log = structlog.get_logger(__name__)
 _Q = queries("order_item_status")
 _P = queries("projections")
+_R = queries("rebuild")
 #: Events fetched from the log at a time while folding in Python (memory stays flat).
 FOLD_BATCH = 2000
+#: Item rows written to the build table per COPY (memory stays flat).
+WRITE_BATCH = 5000
 #: The bulk statement's sort memory (server side): a million events sort in memory.
 WORK_MEM = "256MB"
+#: The columns of order_item_status, as bulk_build returns them.
+COLUMNS = (
+    "order_item_id",
+    "order_id",
+    "pid",
+    "product_name",
+    "price",
+    "status",
+    "status_updated_at",
+    "source",
+    "last_position",
+    "synced_at",
+    "api_status",
+    "api_source",
+    "api_updated_at",
+    "api_position",
+    "webhook_status",
+    "webhook_signed_at",
+    "webhook_position",
+)
 
 
 class _Only(Projection[list[Observation]]):
@@ -68,28 +92,6 @@ def supports(projection: Projection[Any]) -> bool:
     return isinstance(projection, OrderItemStatus)
 
 
-async def run(conn: Connection, projection: Projection[Any], schema: str) -> int:
-    """Fill ``projection``'s fresh tables in ``schema`` up to the snapshot's xmin; return events read.
-
-    ``schema``'s checkpoint must be at the start of the log (a fresh build). Returns 0, having done
-    nothing, for a projection without a bulk phase, or when the log holds an event that the SQL did
-    not read but Python can: the engine then does the whole rebuild, as it would without this phase.
-    """
-    if not isinstance(projection, OrderItemStatus):
-        return 0
-    try:
-        async with conn.transaction():
-            return await _bulk(conn, projection, schema)
-    except _Unsure as exc:
-        log.warning(
-            "rebuild_bulk_skipped",
-            projection=projection.name,
-            position=exc.position,
-            reason="an event the bulk SQL does not read is readable by Python; rebuilding by batches",
-        )
-        return 0
-
-
 class _Unsure(Exception):
     """An event the bulk SQL left out as unreadable that Python reads after all."""
 
@@ -98,38 +100,108 @@ class _Unsure(Exception):
         self.position = position
 
 
-async def _bulk(conn: Connection, projection: OrderItemStatus, schema: str) -> int:
-    await db.guard(conn.execute(_P["use_schema"], schema))
-    await db.guard(conn.execute(_P["lock_writer"], schema, projection.name))
-    await db.guard(conn.execute(_Q["bulk_settings"], WORK_MEM))
-    row = await db.guard(conn.fetchrow(_P["checkpoint"], projection.name))
+class _Left:
+    """What ``bulk_build`` left to Python: items, and the events to fold (bad: not read by the SQL)."""
+
+    def __init__(self) -> None:
+        self.items: set[int] = set()
+        self.positions: set[int] = set()
+        self.bad: set[int] = set()
+
+
+async def run(dsn: str, conn: Connection, projection: Projection[Any], schema: str) -> int:
+    """Fill ``projection``'s fresh tables in ``schema`` up to a snapshot's xmin; return events read.
+
+    ``conn`` writes (it holds the rebuild's lock); a second connection to ``dsn`` reads. Returns 0,
+    with the build tables empty again, for a projection without a bulk phase, or when the log holds
+    an event that the SQL did not read but Python can: the engine then does the whole rebuild.
+    """
+    if not isinstance(projection, OrderItemStatus):
+        return 0
+    await _check_fresh(conn, projection, schema)
+    try:
+        return await _bulk(dsn, conn, projection, schema)
+    except _Unsure as exc:
+        log.warning(
+            "rebuild_bulk_skipped",
+            projection=projection.name,
+            position=exc.position,
+            reason="an event the bulk SQL does not read is readable by Python; rebuilding by batches",
+        )
+        await db.guard(conn.fetchval(_R["begin"], projection.name, list(projection.tables)))
+        return 0
+
+
+async def _check_fresh(conn: Connection, projection: OrderItemStatus, schema: str) -> None:
+    async with conn.transaction():
+        await db.guard(conn.execute(_P["use_schema"], schema))
+        row = await db.guard(conn.fetchrow(_P["checkpoint"], projection.name))
     if row is None or row["position"] != 0 or row["events_read"] != 0:
         raise ValueError(f"the bulk phase of {projection.name} needs a fresh build in {schema}")
-    bound = str(await db.guard(conn.fetchval(_Q["bulk_bound"])))
-    await db.guard(conn.execute(_Q["bulk_scratch"]))
-    folded = await db.guard(conn.fetchval(_Q["bulk_build"], bound))
-    await _fold(conn, _Only(projection, set(folded)))
-    last = await db.guard(conn.fetchrow(_Q["bulk_checkpoint"], bound))
-    if last is None or last["tx_text"] is None:
-        return 0
-    events = int(last["events"])
-    await db.guard(
-        conn.execute(_P["save_checkpoint"], projection.name, last["tx_text"], last["position"], events)
-    )
+
+
+async def _bulk(dsn: str, conn: Connection, projection: OrderItemStatus, schema: str) -> int:
+    left = _Left()
+    async with db.admin_connection(dsn) as reader:
+        await db.guard(reader.execute(_Q["bulk_functions"]))  # committed at once: no xid kept
+        # Read-only: no transaction id, so no commit-safe reader waits for this one.
+        async with reader.transaction(readonly=True):
+            await db.guard(reader.execute(_Q["bulk_settings"], WORK_MEM))
+            bound = str(await db.guard(reader.fetchval(_Q["bulk_bound"])))
+            rows: list[tuple[Any, ...]] = []
+            async for r in reader.cursor(_Q["bulk_build"], bound, prefetch=WRITE_BATCH):
+                if r["folded"]:
+                    _leave(left, r)
+                    continue
+                rows.append(tuple(r[c] for c in COLUMNS))
+                if len(rows) >= WRITE_BATCH:
+                    await _write(conn, schema, rows)
+                    rows = []
+            await _write(conn, schema, rows)
+            last = await db.guard(reader.fetchrow(_Q["bulk_checkpoint"], bound))
+    async with conn.transaction():
+        await db.guard(conn.execute(_P["use_schema"], schema))
+        await db.guard(conn.execute(_P["lock_writer"], schema, projection.name))
+        await _fold(conn, _Only(projection, left.items), left)
+        if last is None or last["tx_text"] is None:
+            return 0
+        events = int(last["events"])
+        await db.guard(
+            conn.execute(_P["save_checkpoint"], projection.name, last["tx_text"], last["position"], events)
+        )
     return events
 
 
-async def _fold(conn: Connection, only: _Only) -> None:
+def _leave(left: _Left, r: Any) -> None:
+    positions = list(r["positions"] or [])
+    left.positions.update(positions)
+    if r["order_item_id"] is None:
+        left.bad.update(positions)
+    else:
+        left.items.add(int(r["order_item_id"]))
+
+
+async def _write(conn: Connection, schema: str, rows: list[tuple[Any, ...]]) -> None:
+    """Append item rows to the build table (a short transaction of its own; not yet visible to anyone)."""
+    if rows:
+        await db.guard(
+            conn.copy_records_to_table("order_item_status", schema_name=schema, records=rows, columns=COLUMNS)
+        )
+
+
+async def _fold(conn: Connection, only: _Only, left: _Left) -> None:
     """Fold the events ``bulk_build`` left to Python, in commit-safe order, through the projection.
 
     An event the SQL did not read must be one Python cannot read either (it is parked, as live
     parks it); otherwise its items were written without it, and the bulk phase is abandoned.
     """
-    cursor = await conn.cursor(_Q["folded_events"])
-    while rows := await db.guard(cursor.fetch(FOLD_BATCH)):
-        events = [_event(r) for r in rows]
-        for r, event in zip(rows, events, strict=True):
-            if r["bad"] and _readable(only.inner, event):
+    ordered = [
+        int(r["position"]) for r in await db.guard(conn.fetch(_Q["in_log_order"], sorted(left.positions)))
+    ]
+    for i in range(0, len(ordered), FOLD_BATCH):
+        events = [_event(r) for r in await db.guard(conn.fetch(_Q["events_at"], ordered[i : i + FOLD_BATCH]))]
+        for event in events:
+            if event.position in left.bad and _readable(only.inner, event):
                 raise _Unsure(event.position)
         await park(conn, only, await apply_events(conn, only, events))
 

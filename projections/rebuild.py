@@ -82,7 +82,7 @@ async def _rebuild_one(dsn: str, projection: Projection[Any], show_bar: bool, ba
         total = int(await db.guard(conn.fetchval(_P["log_events"])))
         log.info("rebuild_started", projection=name, events=total)
         with _Meter(name, total, show_bar) as meter:
-            meter.advance(await bulk.run(conn, projection, schema))
+            meter.advance(await bulk.run(dsn, conn, projection, schema))
             while n := await process_batch(conn, projection, schema=schema, batch_size=batch_size):
                 meter.advance(n)
             await _swap(conn, projection, schema, batch_size, meter)

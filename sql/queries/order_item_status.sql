@@ -38,25 +38,23 @@ ON CONFLICT (order_item_id) DO UPDATE SET
     webhook_signed_at = excluded.webhook_signed_at,
     webhook_position = excluded.webhook_position;
 
--- name: bulk_scratch
--- Session-local helpers of bulk_build, dropped when the transaction ends: the table it fills with the
--- events it leaves to Python (bad: events it did not read), and the checks of what it reads. Each
--- check says whether a JSON value (NULL when absent) is one that the msgspec types of
--- projections/events.py accept AND that bulk_build reads to the same value; stricter than msgspec on
--- purpose (a refusal costs a Python decode, never a wrong row). CASE, not AND: nothing is cast before
--- it has been checked, so no payload can make the statement fail.
-CREATE TEMP TABLE bunsync_bulk_folded (position bigint PRIMARY KEY, bad boolean NOT NULL) ON COMMIT DROP;
-CREATE FUNCTION pg_temp.bunsync_int(j jsonb, required boolean) RETURNS boolean LANGUAGE sql IMMUTABLE AS
+-- name: bulk_functions
+-- Session-local (pg_temp) checks used by bulk_build, created in their own short transaction before
+-- the read-only one that runs it. Each says whether a JSON value (NULL when absent) is one that the
+-- msgspec types of projections/events.py accept AND that bulk_build reads to the same value; stricter
+-- than msgspec on purpose (a refusal costs a Python decode, never a wrong row). CASE, not AND:
+-- nothing is cast before it has been checked, so no payload can make the statement fail.
+CREATE OR REPLACE FUNCTION pg_temp.bunsync_int(j jsonb, required boolean) RETURNS boolean LANGUAGE sql IMMUTABLE AS
 $$ SELECT CASE jsonb_typeof(j) WHEN 'number' THEN scale(j::numeric) = 0 AND abs(j::numeric) < 1e18
                                WHEN 'null' THEN NOT required ELSE j IS NULL AND NOT required END $$;
-CREATE FUNCTION pg_temp.bunsync_text(j jsonb, required boolean) RETURNS boolean LANGUAGE sql IMMUTABLE AS
+CREATE OR REPLACE FUNCTION pg_temp.bunsync_text(j jsonb, required boolean) RETURNS boolean LANGUAGE sql IMMUTABLE AS
 $$ SELECT CASE jsonb_typeof(j) WHEN 'string' THEN true
                                WHEN 'null' THEN NOT required ELSE j IS NULL AND NOT required END $$;
-CREATE FUNCTION pg_temp.bunsync_object(j jsonb) RETURNS boolean LANGUAGE sql IMMUTABLE AS
+CREATE OR REPLACE FUNCTION pg_temp.bunsync_object(j jsonb) RETURNS boolean LANGUAGE sql IMMUTABLE AS
 $$ SELECT CASE jsonb_typeof(j) WHEN 'object' THEN true WHEN 'null' THEN true ELSE j IS NULL END $$;
 -- Plain RFC 3339 ('T', at most 6 fraction digits, offset under 14 h or none: read as UTC, as
 -- events.utc does) on a real calendar date.
-CREATE FUNCTION pg_temp.bunsync_rfc3339(t text) RETURNS boolean LANGUAGE sql IMMUTABLE AS
+CREATE OR REPLACE FUNCTION pg_temp.bunsync_rfc3339(t text) RETURNS boolean LANGUAGE sql IMMUTABLE AS
 $$ SELECT CASE WHEN t ~ ('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]'
                          ':[0-5][0-9](\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])?$')
                THEN substr(t, 1, 4) <> '0000' AND substr(t, 9, 2)::int <= CASE substr(t, 6, 2)
@@ -65,18 +63,19 @@ $$ SELECT CASE WHEN t ~ ('^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([0
                                        THEN 29 ELSE 28 END
                    WHEN '04' THEN 30 WHEN '06' THEN 30 WHEN '09' THEN 30 WHEN '11' THEN 30 ELSE 31 END
                ELSE false END $$;
-CREATE FUNCTION pg_temp.bunsync_time(j jsonb) RETURNS boolean LANGUAGE sql IMMUTABLE AS
+CREATE OR REPLACE FUNCTION pg_temp.bunsync_time(j jsonb) RETURNS boolean LANGUAGE sql IMMUTABLE AS
 $$ SELECT CASE jsonb_typeof(j) WHEN 'string' THEN pg_temp.bunsync_rfc3339(j #>> '{}')
                                WHEN 'null' THEN true ELSE j IS NULL END $$;
 
 -- name: bulk_build
--- The rebuild's bulk phase, set-based: write the row of every item observed by the events below
+-- The rebuild's bulk phase, set-based: the row of every item observed by the events below
 -- transaction id $1 (xid8 as text; the caller's snapshot xmin, so all of them have committed) of the
--- projection's types. Returns the items it left out (bigint[]), and puts in
--- pg_temp.bunsync_bulk_folded (see bulk_scratch) the events the caller folds in Python: those of the
--- left-out items, and the events it did not read.
+-- projection's types. A SELECT, run in a read-only transaction: it takes no transaction id, so it
+-- holds back no commit-safe reader (the live projectors carry on while it runs); the caller writes
+-- the rows. One row per item; folded: the item is left to Python, with the positions of its events
+-- (item NULL: the events bulk_build did not read, "bad").
 --
--- Reading. An event is read only if every value read passes the bulk_scratch checks, and its payload
+-- Reading. An event is read only if every value read passes the bulk_functions checks, and its payload
 -- is stored uncompressed in under 10,000 bytes (so no string in it exceeds msgspec's 10,000
 -- characters). Any other event is "bad": Python parks it with msgspec's own message, as the live
 -- projector does (or, if Python reads it after all, the caller abandons the bulk phase).
@@ -239,30 +238,15 @@ per_item AS (
                AS webhook_position
     FROM shown AS s
     GROUP BY s.item
-),
-written AS (
-    INSERT INTO order_item_status
-        (order_item_id, order_id, pid, product_name, price, status, status_updated_at, source,
-         last_position, synced_at, api_status, api_source, api_updated_at, api_position,
-         webhook_status, webhook_signed_at, webhook_position)
-    SELECT p.item, p.order_id, p.pid, p.product_name, p.price,
-           -- What readers see: the provisional webhook while there is one, else the API state.
-           CASE WHEN p.webhook_position IS NULL THEN p.api_status ELSE p.webhook_status END,
-           CASE WHEN p.webhook_position IS NULL THEN p.api_updated_at END,
-           CASE WHEN p.webhook_position IS NULL THEN p.api_source ELSE 'webhook' END,
-           p.last_position, p.synced_at, p.api_status, p.api_source, p.api_updated_at, p.api_position,
-           p.webhook_status, p.webhook_signed_at, p.webhook_position
-    FROM per_item AS p
-    WHERE NOT p.folded
-),
-folded_events AS (
-    INSERT INTO pg_temp.bunsync_bulk_folded (position, bad)
-    SELECT DISTINCT ON (f.position) f.position, p.item IS NULL
-    FROM per_item AS p CROSS JOIN LATERAL unnest(p.positions) AS f(position)
-    WHERE p.folded
-    ORDER BY f.position, p.item IS NULL DESC
 )
-SELECT coalesce(array_agg(p.item), '{}') FROM per_item AS p WHERE p.folded AND p.item IS NOT NULL;
+SELECT p.folded, p.positions, p.item AS order_item_id, p.order_id, p.pid, p.product_name, p.price,
+       -- What readers see: the provisional webhook while there is one, else the API state.
+       CASE WHEN p.webhook_position IS NULL THEN p.api_status ELSE p.webhook_status END AS status,
+       CASE WHEN p.webhook_position IS NULL THEN p.api_updated_at END AS status_updated_at,
+       CASE WHEN p.webhook_position IS NULL THEN p.api_source ELSE 'webhook' END AS source,
+       p.last_position, p.synced_at, p.api_status, p.api_source, p.api_updated_at, p.api_position,
+       p.webhook_status, p.webhook_signed_at, p.webhook_position
+FROM per_item AS p;
 
 -- name: bulk_bound
 -- The bulk phase's bound: the xmin of this statement's snapshot (xid8 as text). Every transaction
@@ -280,14 +264,17 @@ SELECT (SELECT tx_id::text FROM bunsync.event_log WHERE tx_id < $1::text::xid8
         ORDER BY tx_id DESC, position DESC LIMIT 1) AS position,
        (SELECT count(*) FROM bunsync.event_log WHERE tx_id < $1::text::xid8) AS events;
 
--- name: folded_events
--- The events bulk_build left to Python (pg_temp.bunsync_bulk_folded), in commit-safe order, shaped
--- like read_after's rows, and whether bulk_build did not read it (bad); read through a cursor.
-SELECT e.position, e.tx_id::text AS tx_text, e.stream, e.type, e.payload::text AS payload, e.source,
-       e.signed_at, e.received_at, e.recorded_at, f.bad
-FROM bunsync.event_log AS e
-JOIN pg_temp.bunsync_bulk_folded AS f ON f.position = e.position
-ORDER BY e.tx_id, e.position;
+-- name: in_log_order
+-- Positions $1 (bigint[]) in commit-safe order (tx_id, position): the order the fold reads them in.
+SELECT position FROM bunsync.event_log WHERE position = ANY ($1::bigint[]) ORDER BY tx_id, position;
+
+-- name: events_at
+-- The logged events at positions $1 (bigint[]), in commit-safe order, shaped like read_after's rows.
+SELECT position, tx_id::text AS tx_text, stream, type, payload::text AS payload, source,
+       signed_at, received_at, recorded_at
+FROM bunsync.event_log
+WHERE position = ANY ($1::bigint[])
+ORDER BY tx_id, position;
 
 -- name: bulk_settings
 -- For the rest of the bulk phase's transaction: times without an offset are UTC (as

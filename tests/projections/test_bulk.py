@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from app import event_log
 from app.event_log import NewEvent
+from projections import bulk as bulk_module
 from projections import events
 from projections import rebuild as rebuild_module
 from projections.rebuild import rebuild
@@ -155,3 +156,28 @@ async def test_bulk_phase_reads_the_whole_log_and_the_engine_only_catches_up(
     assert by_engine == 0  # every event was read by the bulk phase (the parked one included)
     assert live[2] and live[2][0][2].startswith("ValidationError")
     assert events.ORDER_OBSERVED  # the poison event is an order.observed
+
+
+async def test_live_projector_keeps_up_while_the_bulk_phase_reads(
+    pool: asyncpg.Pool, admin: asyncpg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bulk statement runs read-only (no transaction id): commit-safe readers are not held back."""
+    async with pool.acquire() as conn:
+        await event_log.append(conn, [webhook(1, [(10, "SHIP_READY")], at(5))])
+    real = bulk_module._write
+    seen: list[str | None] = []
+
+    async def write_and_look(*args: Any, **kwargs: Any) -> None:
+        if not seen:  # in the middle of the bulk phase: a new event reaches the live view
+            async with pool.acquire() as conn:
+                await event_log.append(conn, [webhook(2, [(20, "IN_TRANSIT")], at(6))])
+            await project_all(pool)
+            seen.append(
+                await admin.fetchval("SELECT status FROM bunsync.order_item_status WHERE order_item_id = 20")
+            )
+        await real(*args, **kwargs)
+
+    monkeypatch.setattr(bulk_module, "_write", write_and_look)
+    await rebuild(database_url, ["order_item_status"], progress=False)
+    assert seen == ["IN_TRANSIT"]
+    assert await admin.fetchval("SELECT count(*) FROM reporting.order_item_status") == 2
