@@ -258,11 +258,17 @@ SELECT pg_snapshot_xmin(pg_current_snapshot())::text;
 -- name: bulk_checkpoint
 -- The last event (tx id as text, position) below transaction id $1 (xid8 as text) in commit-safe
 -- order, and how many events (of every type) are below it: the checkpoint the bulk phase reached.
-SELECT (SELECT tx_id::text FROM bunsync.event_log WHERE tx_id < $1::text::xid8
-        ORDER BY tx_id DESC, position DESC LIMIT 1) AS tx_text,
-       (SELECT position FROM bunsync.event_log WHERE tx_id < $1::text::xid8
-        ORDER BY tx_id DESC, position DESC LIMIT 1) AS position,
-       (SELECT count(*) FROM bunsync.event_log WHERE tx_id < $1::text::xid8) AS events;
+-- (The text column is named tx_text so that ORDER BY tx_id sorts by the xid8, not by its text, where
+-- '999' > '1000'.)
+SELECT l.tx_text, l.position,
+       (SELECT count(*) FROM bunsync.event_log WHERE tx_id < $1::text::xid8) AS events
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (
+    SELECT e.tx_id::text AS tx_text, e.position FROM bunsync.event_log AS e
+    WHERE e.tx_id < $1::text::xid8
+    ORDER BY e.tx_id DESC, e.position DESC
+    LIMIT 1
+) AS l ON true;
 
 -- name: in_log_order
 -- Positions $1 (bigint[]) in commit-safe order (tx_id, position): the order the fold reads them in.
