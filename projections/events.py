@@ -139,8 +139,28 @@ class OrderListed(msgspec.Struct, frozen=True, rename="camel"):
     order_items: list[OrderItem] | None = None
 
 
+class _OrderItemsOnly(msgspec.Struct, frozen=True, rename="camel"):
+    """``data.order`` of Get Order, as the status projections read it: the id and the items only."""
+
+    id: BigInt
+    order_items: list[OrderItem] | None = None
+
+
+class _DataItemsOnly(msgspec.Struct, frozen=True):
+    order: _OrderItemsOnly
+
+
+class _ObservedItemsOnly(msgspec.Struct, frozen=True):
+    """The part of ``order.observed`` the status projections read. Decoding only that, a flaw in a
+    part they do not read (a seller's name, a delivery time) does not park a status change; and the
+    rebuild's bulk SQL (order_item_status.sql, bulk_build) checks exactly these fields."""
+
+    data: _DataItemsOnly
+
+
 _webhook = msgspec.json.Decoder(WebhookEnvelope)
 _observed = msgspec.json.Decoder(OrderObserved)
+_observed_items = msgspec.json.Decoder(_ObservedItemsOnly)
 _listed = msgspec.json.Decoder(OrderListed)
 
 
@@ -184,8 +204,8 @@ def observations(event: RecordedEvent) -> list[Observation]:
             for i in data.order_items
         ]
     if event.type == ORDER_OBSERVED:
-        order = decode_order_observed(event).data.order
-        return _api_items(event, order.id, order.order_items or [], SOURCE_GET_ORDER)
+        items_only = _observed_items.decode(_payload(event)).data.order
+        return _api_items(event, items_only.id, items_only.order_items or [], SOURCE_GET_ORDER)
     if event.type == ORDER_LISTED:
         listed = _listed.decode(_payload(event))
         return _api_items(event, listed.id, listed.order_items or [], SOURCE_LIST_ORDERS)

@@ -50,8 +50,11 @@ def _odd(order: int, item: int, kind: int, time: str) -> dict[str, Any]:
         body["data"]["order"]["id"] = str(order)
     elif kind == 3:
         entry["product"] = [entry["product"]]
-    else:
+    elif kind == 4:
         entry["status"] = 7
+    else:  # a flaw in a part the status projection does not read: the status still counts
+        body["data"]["seller"] = {"id": "not a number"}
+        body["data"]["delivery"] = {"shipDoneAt": "yesterday"}
     return body
 
 
@@ -79,7 +82,7 @@ def event_sets(draw: st.DrawFn) -> tuple[list[NewEvent], list[NewEvent]]:
         elif kind == "list_orders":
             out.append(listed(order, [(item, status, maybe_t)]))
         else:
-            body = _odd(order, item, draw(st.integers(0, 4)), draw(st.sampled_from(ODD_TIMES)))
+            body = _odd(order, item, draw(st.integers(0, 5)), draw(st.sampled_from(ODD_TIMES)))
             out.append(observed(order, [], body=body))
     split = draw(st.integers(0, len(out)))
     return out[:split], out[split:]
