@@ -48,7 +48,7 @@ CREATE OR REPLACE FUNCTION pg_temp.bunsync_int(j jsonb, required boolean) RETURN
 $$ SELECT CASE jsonb_typeof(j) WHEN 'number' THEN scale(j::numeric) = 0 AND abs(j::numeric) < 1e18
                                WHEN 'null' THEN NOT required ELSE j IS NULL AND NOT required END $$;
 CREATE OR REPLACE FUNCTION pg_temp.bunsync_text(j jsonb, required boolean) RETURNS boolean LANGUAGE sql IMMUTABLE AS
-$$ SELECT CASE jsonb_typeof(j) WHEN 'string' THEN true
+$$ SELECT CASE jsonb_typeof(j) WHEN 'string' THEN length(j #>> '{}') <= 10000
                                WHEN 'null' THEN NOT required ELSE j IS NULL AND NOT required END $$;
 CREATE OR REPLACE FUNCTION pg_temp.bunsync_object(j jsonb) RETURNS boolean LANGUAGE sql IMMUTABLE AS
 $$ SELECT CASE jsonb_typeof(j) WHEN 'object' THEN true WHEN 'null' THEN true ELSE j IS NULL END $$;
@@ -75,10 +75,10 @@ $$ SELECT CASE jsonb_typeof(j) WHEN 'string' THEN pg_temp.bunsync_rfc3339(j #>> 
 -- the rows. One row per item; folded: the item is left to Python, with the positions of its events
 -- (item NULL: the events bulk_build did not read, "bad").
 --
--- Reading. An event is read only if every value read passes the bulk_functions checks, and its payload
--- is stored uncompressed in under 10,000 bytes (so no string in it exceeds msgspec's 10,000
--- characters). Any other event is "bad": Python parks it with msgspec's own message, as the live
--- projector does (or, if Python reads it after all, the caller abandons the bulk phase).
+-- Reading. An event is read only if every value read passes the bulk_functions checks (the fields
+-- projections/events.py decodes for a status observation, no more). Any other event is "bad":
+-- Python parks it with msgspec's own message, as the live projector does (or, if Python reads it
+-- after all, the caller abandons the bulk phase).
 --
 -- The rule. projections/rules.py (apply_status) folded in log order is a function of the set of an
 -- item's observations: the API state is the newest API observation by (statusUpdatedAt NULLS FIRST,
@@ -109,7 +109,6 @@ checked AS (
     -- The event's own checks.
     SELECT ev.*,
            coalesce(jsonb_typeof(ev.payload) = 'object'
-               AND pg_column_compression(ev.payload) IS NULL AND pg_column_size(ev.payload) < 10000
                AND pg_temp.bunsync_int(ev.order_id, true)
                AND CASE ev.type WHEN 'webhook.order_status_changed.v1'
                                 THEN jsonb_typeof(ev.payload -> 'data') = 'object'

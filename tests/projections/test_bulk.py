@@ -51,7 +51,7 @@ def _odd(order: int, item: int, kind: int, time: str) -> dict[str, Any]:
     elif kind == 3:
         entry["product"] = [entry["product"]]
     elif kind == 4:
-        entry["status"] = 7
+        entry["status"] = 7 if time < "2026" else "S" * 10_001  # not a string; over msgspec's limit
     else:  # a flaw in a part the status projection does not read: the status still counts
         body["data"]["seller"] = {"id": "not a number"}
         body["data"]["delivery"] = {"shipDoneAt": "yesterday"}
