@@ -145,7 +145,11 @@ class EmbeddedPostgres:
             )
             log.info("embedded_postgres_stopped")
         except EmbeddedPostgresError as exc:
-            log.error("embedded_postgres_stop_failed", error=str(exc))
+            log.error(
+                "embedded_postgres_stop_failed",
+                error=str(exc),
+                action=f"the cluster may still run: stop it with pg_ctl stop -D {self.pgdata}",
+            )
 
     def _prepare_dirs(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import structlog
 
-from app import event_log, sqlfiles
+from app import event_log, metrics, sqlfiles
 from app.bunjang import errors
 from app.bunjang.client import BunjangClient
 from app.db import Connection, StorageUnavailable, guard
@@ -153,6 +153,7 @@ class Fetcher:
         async with self._pool.acquire() as conn, conn.transaction():
             await event_log.append(conn, [observed_event(job.order_id, fetched.raw)])
             await guard(conn.execute(_Q["complete"], job.order_id, job.generation))
+        metrics.FETCH_DONE.inc()
         log.info("fetch_done", order_id=job.order_id, attempts=job.attempts)
 
     async def _failed(self, job: Job, error: str) -> None:
@@ -162,6 +163,7 @@ class Fetcher:
         delay = self._backoff.delay(job.attempts, self._rng)
         due = datetime.now(UTC) + timedelta(seconds=delay)
         await guard(self._pool.execute(_Q["retry_later"], job.order_id, error[:1000], due))
+        metrics.FETCH_RETRY.inc()
         log.warning(
             "fetch_failed_will_retry",
             order_id=job.order_id,
@@ -172,6 +174,7 @@ class Fetcher:
 
     async def _park(self, job: Job, reason: str) -> None:
         await guard(self._pool.execute(_Q["park_dead"], job.order_id, reason[:1000]))
+        metrics.FETCH_DEAD.inc()
         log.error(
             "fetch_dead",
             order_id=job.order_id,

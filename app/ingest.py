@@ -10,6 +10,7 @@ innocent requests.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -21,6 +22,17 @@ from app.db import StorageUnavailable, is_unavailable
 from app.event_log import NewEvent
 
 log = structlog.get_logger(__name__)
+
+_REFUSED_ACTION = "the delivery was answered 500 and Bunjang will retry it; report this bug with this line"
+
+
+def _describe(exc: BaseException) -> str:
+    """An error for the log without the data it may quote: asyncpg puts the start of a value it cannot
+    encode in its message, and PostgreSQL the offending values in its DETAIL (a webhook body's)."""
+    if isinstance(exc, asyncpg.exceptions.DataError):
+        return f"{type(exc).__name__}: a value cannot be encoded (not logged)"
+    first_line = str(exc).split("\n", 1)[0]
+    return f"{type(exc).__name__}: {first_line[:300]}"
 
 
 class Outcome(StrEnum):
@@ -58,7 +70,11 @@ class Ingestor:
         pending = _Pending(event)
         self._queue.append(pending)
         if len(self._writers) < self._max_writers:
-            task = asyncio.create_task(self._write_while_pending(), name="ingest-writer")
+            # A fresh context: the writer serves many requests, so it must not log as this one
+            # (its request_id, bound by the webhook endpoint, would otherwise be copied in).
+            task = asyncio.create_task(
+                self._write_while_pending(), name="ingest-writer", context=contextvars.Context()
+            )
             self._writers.add(task)
             task.add_done_callback(self._writers.discard)
         # Shielded: a client that hangs up must not cancel a write other requests share.
@@ -80,7 +96,9 @@ class Ingestor:
                 if len(batch) == 1:
                     outcomes = [await self._write_raw_instead(batch[0], exc)]
                 else:
-                    log.warning("ingest_batch_failed_retrying_one_by_one", size=len(batch), error=repr(exc))
+                    log.warning(
+                        "ingest_batch_failed_retrying_one_by_one", size=len(batch), error=_describe(exc)
+                    )
                     outcomes = [await self._write_alone(p) for p in batch]
             for p, outcome in zip(batch, outcomes, strict=True):
                 if p.done.done():
@@ -102,16 +120,16 @@ class Ingestor:
         """Last resort for one event PostgreSQL refused: keep its raw bytes as an unrecognised event."""
         key = pending.event.idempotency_key
         if pending.event.source != webhooks.SOURCE or pending.event.payload_json is None:
-            log.error("ingest_event_refused", key=key, error=repr(error))
+            log.error("ingest_event_refused", key=key, error=_describe(error), action=_REFUSED_ACTION)
             return error
-        log.warning("ingest_payload_refused_keeping_raw", key=key, error=repr(error))
+        log.warning("ingest_payload_refused_keeping_raw", key=key, error=_describe(error))
         pending.event = webhooks.without_payload(pending.event)
         try:
             return (await self._write([pending]))[0]
         except StorageUnavailable as exc:
             return exc
         except Exception as exc:
-            log.error("ingest_event_refused", key=key, error=repr(exc))
+            log.error("ingest_event_refused", key=key, error=_describe(exc), action=_REFUSED_ACTION)
             return exc
 
     async def _write(self, batch: list[_Pending]) -> list[Outcome]:

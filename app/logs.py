@@ -10,11 +10,26 @@ APScheduler) go through the standard library and are rendered the same way.
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
 from typing import Any
 
 import msgspec
 import structlog
+
+REQUEST_ID_HEADER = b"x-request-id"
+# What bunsync takes from a caller's X-Request-Id: a bounded token that cannot forge log fields or
+# carry anything but an id (letters, digits, and . _ : -). Anything else gets a fresh id.
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,64}")
+
+
+def request_id(header: bytes | None) -> str:
+    """The request id for an HTTP request: the caller's ``X-Request-Id`` if it is a sane token, else a
+    fresh 16-hex-digit one."""
+    if header is not None and _REQUEST_ID.fullmatch(header):
+        return header.decode("ascii")
+    return os.urandom(8).hex()
 
 
 def _json(obj: Any, **_: Any) -> bytes:

@@ -11,6 +11,7 @@ time (advisory lock).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import asyncpg
 import msgspec
 import structlog
 
-from app import event_log, fetcher, sqlfiles
+from app import event_log, fetcher, metrics, sqlfiles
 from app.bunjang.client import BunjangClient
 from app.bunjang.types import ListedOrder
 from app.bunjang.windows import Window, split_windows
@@ -152,17 +153,28 @@ async def run_pass(
     except BaseException as exc:
         error = f"{type(exc).__name__}: {exc}"[:2000]
         await _finish(pool, pass_id, seen, found, ok=False, error=error)
-        log.error(
+        _count(ok=False, seen=seen, found=found)
+        # Not ERROR: the next tick retries by itself. What an operator must fix (credentials rejected)
+        # is logged at ERROR where it is found; a pass that keeps failing shows in `bunsync status`
+        # and in bunsync_reconcile_passes_total{result="failed"}.
+        (log.info if isinstance(exc, asyncio.CancelledError) else log.warning)(
             "reconcile_failed",
             orders_seen=seen,
             differences=found,
             error=error[:500],
-            action="it is retried at the next tick; the watermark did not move",
+            note="retried at the next tick; the watermark did not move",
         )
         raise
     await _finish(pool, pass_id, seen, found, ok=True, error=None)
+    _count(ok=True, seen=seen, found=found)
     log.info("reconcile_done", orders_seen=seen, differences=found, watermark_moved=plan.advances_watermark)
     return PassResult(plan.start, plan.end, seen, found, plan.advances_watermark)
+
+
+def _count(*, ok: bool, seen: int, found: int) -> None:
+    (metrics.RECONCILE_OK if ok else metrics.RECONCILE_FAILED).inc()
+    metrics.RECONCILE_ORDERS_SEEN.inc(seen)
+    metrics.RECONCILE_DIFFERENCES.inc(found)
 
 
 async def _record(pool: asyncpg.Pool, batch: list[ListedOrder]) -> int:

@@ -94,7 +94,13 @@ class Jobs:
             log.info("reconcile_cancelled")
             return False
         except Exception as exc:  # a job boundary: log, and the next tick tries again
-            log.error("reconcile_job_failed", error=f"{type(exc).__name__}: {exc}"[:500])
+            # WARNING, not ERROR: the next tick retries; a pass that keeps failing shows in
+            # `bunsync status` and bunsync_reconcile_passes_total{result="failed"}.
+            log.warning(
+                "reconcile_job_failed",
+                error=f"{type(exc).__name__}: {exc}"[:500],
+                note="retried at the next tick",
+            )
             return False
         return True
 

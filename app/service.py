@@ -142,7 +142,12 @@ async def _supervise(
         code = 1
         exc = task.exception()
         log.error(
-            "task_died", task=task.get_name(), error=repr(exc) if exc else "returned early", exc_info=exc
+            "task_died",
+            task=task.get_name(),
+            error=repr(exc) if exc else "returned early",
+            exc_info=exc,
+            action="the process exits with status 1 for its supervisor to restart it; "
+            "if this repeats, fix the cause shown here",
         )
     log.info("service_stopping")
     stop.set()
@@ -153,7 +158,9 @@ async def _supervise(
             await asyncio.gather(*tasks.values(), return_exceptions=True)
             await ingestor.drain()
     except TimeoutError:
-        log.error(
+        # WARNING: work cut short is redone after the restart (leases expire, checkpoints hold), and
+        # nothing acknowledged is lost; nothing for an operator to do.
+        log.warning(
             "shutdown_timeout",
             timeout_s=SHUTDOWN_TIMEOUT_S,
             pending=[t.get_name() for t in tasks.values() if not t.done()],

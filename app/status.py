@@ -122,6 +122,8 @@ class StatusReport(msgspec.Struct, frozen=True):
     reconcile_passes: tuple[ReconcilePass, ...]
     unrecognized_webhooks: int
     webhook_conflicts: int
+    #: Position of the newest event in the log (0 while it is empty).
+    log_head_position: int = 0
 
 
 async def collect(pool: asyncpg.Pool) -> StatusReport:
@@ -155,6 +157,7 @@ async def _read(conn: Connection) -> StatusReport:
         reconcile_passes=tuple(ReconcilePass(**dict(r)) for r in passes),
         unrecognized_webhooks=int(health["unrecognized_events"]),
         webhook_conflicts=int(health["webhook_conflicts"]),
+        log_head_position=int(health["log_head_position"]),
     )
 
 

@@ -4,6 +4,10 @@ It is the hot path of the service, so it skips the framework's per-request machi
 response objects, parameter resolution): measured, that is a third more webhooks per second. In order:
 refuse a body over 1 MiB (413) before reading it whole; verify the signature on the raw bytes (401);
 decode; store durably with its fetch (``Ingestor``); answer 204, or 503 when storage is unavailable.
+
+Every answer carries an ``X-Request-Id`` (the caller's, if sane, else a new one) that the request's log
+lines carry as ``request_id``; every outcome is counted (``app.metrics``), and the time to answer the
+deliveries that reached storage goes into the ingest latency histogram.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ from datetime import UTC, datetime
 import msgspec
 import structlog
 from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
+from structlog.contextvars import bind_contextvars, reset_contextvars
 
-from app import signature, webhooks
+from app import metrics, signature, webhooks
 from app.db import StorageUnavailable
 from app.ingest import Ingestor, Outcome
+from app.logs import REQUEST_ID_HEADER, request_id
 
 log = structlog.get_logger(__name__)
 
@@ -25,6 +31,12 @@ MAX_WEBHOOK_BODY = 1024 * 1024
 PROBLEM_MEDIA_TYPE = b"application/problem+json"
 RETRY_AFTER_S = b"5"
 _SIGNATURE_HEADER = signature.HEADER.lower().encode("latin-1")
+_COUNTERS = {
+    Outcome.ACCEPTED: metrics.WEBHOOK_ACCEPTED,
+    Outcome.DUPLICATE: metrics.WEBHOOK_DUPLICATE,
+    Outcome.CONFLICT: metrics.WEBHOOK_CONFLICT,
+    Outcome.UNRECOGNIZED: metrics.WEBHOOK_UNRECOGNIZED,
+}
 
 
 class Problem(msgspec.Struct, frozen=True):
@@ -56,15 +68,38 @@ class WebhookEndpoint:
         self._ingestor = ingestor
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope.get("method") != "POST":
-            await _problem(send, 405, "method-not-allowed", "Method not allowed", "use POST", allow=b"POST")
-            return
+        received = time.perf_counter()
         headers = dict(scope.get("headers") or ())
+        rid = request_id(headers.get(REQUEST_ID_HEADER))
+        tokens = bind_contextvars(request_id=rid)
+        try:
+            await self._handle(scope, receive, send, headers, rid.encode("ascii"), received)
+        finally:
+            reset_contextvars(**tokens)
+
+    async def _handle(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[bytes, bytes],
+        rid: bytes,
+        received: float,
+    ) -> None:
+        if scope.get("method") != "POST":
+            metrics.WEBHOOK_METHOD_NOT_ALLOWED.inc()
+            await _problem(
+                send, rid, 405, "method-not-allowed", "Method not allowed", "use POST", allow=b"POST"
+            )
+            return
         try:
             body = await _read_body(headers, receive)
         except _TooLarge:
+            metrics.WEBHOOK_TOO_LARGE.inc()
+            log.warning("webhook_too_large", limit=MAX_WEBHOOK_BODY)
             await _problem(
                 send,
+                rid,
                 413,
                 "body-too-large",
                 "Request body too large",
@@ -82,8 +117,9 @@ class WebhookEndpoint:
                 self._tolerance_s,
             )
         except signature.SignatureError as exc:
+            metrics.WEBHOOK_REJECTED[exc.reason].inc()
             log.warning("webhook_rejected", reason=exc.reason.value, detail=exc.detail)
-            await _problem(send, 401, exc.reason.value, "Webhook signature rejected", exc.detail)
+            await _problem(send, rid, 401, exc.reason.value, "Webhook signature rejected", exc.detail)
             return
         event = webhooks.to_event(
             body, signed_at=datetime.fromtimestamp(t, UTC), received_at=datetime.fromtimestamp(now, UTC)
@@ -91,19 +127,27 @@ class WebhookEndpoint:
         try:
             outcome = await self._ingestor.submit(event)
         except StorageUnavailable as exc:
+            metrics.WEBHOOK_UNAVAILABLE.inc()
             log.warning("webhook_unavailable", key=event.idempotency_key, error=str(exc))
             await _problem(
                 send,
+                rid,
                 503,
                 "storage-unavailable",
                 "Storage unavailable",
                 "the event was not stored; retry later",
                 retry_after=RETRY_AFTER_S,
             )
+            metrics.INGEST_SECONDS.observe(time.perf_counter() - received)
             return
+        except Exception:
+            metrics.WEBHOOK_ERROR.inc()  # answered 500 by the framework, which logs it at ERROR
+            raise
+        _COUNTERS[outcome].inc()
         level = log.warning if outcome is Outcome.CONFLICT else log.info
         level("webhook_" + outcome.value, key=event.idempotency_key, order_id=event.fetch_order_id)
-        await _send(send, 204, [], b"")
+        await _send(send, 204, [(REQUEST_ID_HEADER, rid)], b"")
+        metrics.INGEST_SECONDS.observe(time.perf_counter() - received)
 
 
 async def _read_body(headers: dict[bytes, bytes], receive: Receive) -> bytes:
@@ -128,6 +172,7 @@ async def _read_body(headers: dict[bytes, bytes], receive: Receive) -> bytes:
 
 async def _problem(
     send: Send,
+    rid: bytes,
     status: int,
     slug: str,
     title: str,
@@ -137,7 +182,11 @@ async def _problem(
     allow: bytes | None = None,
 ) -> None:
     body = problem_body(status, slug, title, detail)
-    headers = [(b"content-type", PROBLEM_MEDIA_TYPE), (b"content-length", str(len(body)).encode())]
+    headers = [
+        (b"content-type", PROBLEM_MEDIA_TYPE),
+        (b"content-length", str(len(body)).encode()),
+        (REQUEST_ID_HEADER, rid),
+    ]
     if retry_after is not None:
         headers.append((b"retry-after", retry_after))
     if allow is not None:

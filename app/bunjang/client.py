@@ -39,6 +39,7 @@ import msgspec
 import structlog
 from tenacity import RetryCallState
 
+from app import metrics
 from app.bunjang import errors
 from app.bunjang.auth import TokenMinter
 from app.bunjang.retry import parse_retry_after, retrying
@@ -215,10 +216,10 @@ class BunjangClient:
     async def _attempt(self, endpoint: str, path: str, params: dict[str, str] | None) -> httpx.Response:
         """One attempt; an expired token is re-minted and re-sent once, within the same attempt."""
         started = time.monotonic()
-        response = await self._send(path, params)
+        response = await self._send(endpoint, path, params)
         if response.status_code == 401 and _error_body(response).error_code == EXPIRED_AUTH_TOKEN:
             log.info("bunjang.token_expired_reminting", endpoint=endpoint)
-            response = await self._send(path, params)
+            response = await self._send(endpoint, path, params)
         log.debug(
             "bunjang.answered",
             endpoint=endpoint,
@@ -229,20 +230,25 @@ class BunjangClient:
             return response
         raise _error_for(endpoint, response, self._clock())
 
-    async def _send(self, path: str, params: dict[str, str] | None) -> httpx.Response:
+    async def _send(self, endpoint: str, path: str, params: dict[str, str] | None) -> httpx.Response:
         async with self._slots:
             # Minted inside the slot, just before sending: a token must not age while waiting for one.
             headers = {"Authorization": f"Bearer {self._minter.mint()}"}
             try:
-                return await self._http.get(path, params=params, headers=headers)
+                response = await self._http.get(path, params=params, headers=headers)
             except httpx.TimeoutException as exc:
+                metrics.BUNJANG_REQUESTS.labels(endpoint, "error").inc()
                 raise errors.RequestTimeout(f"Bunjang did not answer in time ({type(exc).__name__})") from exc
             except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError) as exc:
+                metrics.BUNJANG_REQUESTS.labels(endpoint, "error").inc()
                 raise errors.NetworkError(f"cannot reach Bunjang ({type(exc).__name__}: {exc})") from exc
             except httpx.HTTPError as exc:
+                metrics.BUNJANG_REQUESTS.labels(endpoint, "error").inc()
                 raise errors.ConfigurationError(
                     f"cannot send to Bunjang ({type(exc).__name__}: {exc})"
                 ) from exc
+            metrics.BUNJANG_REQUESTS.labels(endpoint, str(response.status_code)).inc()
+            return response
 
 
 def _first_sighting(seen: dict[int, int], order: ListedOrder) -> bool:

@@ -1,8 +1,10 @@
 -- name: sync_health
 -- From the one row of reporting.sync_health, what the other statements here do not detail (the log,
--- projection lag, webhooks), plus the database's clock (checked_at) so the report says when it was
--- true. No parameters.
+-- projection lag, webhooks), plus the log head (the newest position: one step down the primary key)
+-- and the database's clock (checked_at) so the report says when it was true. No parameters.
 SELECT h.events_total, h.last_event_at, h.max_projection_lag, h.unrecognized_events, h.webhook_conflicts,
+       coalesce((SELECT e.position FROM bunsync.event_log AS e ORDER BY e.position DESC LIMIT 1), 0)
+           AS log_head_position,
        now() AS checked_at
 FROM reporting.sync_health AS h;
 
