@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import asyncpg
 import msgspec
 
 from app import sqlfiles
@@ -134,20 +135,23 @@ async def read_after(conn: Connection, checkpoint: Checkpoint, limit: int) -> li
     late it commits, and never returns one twice.
     """
     rows = await guard(conn.fetch(_Q["read_after"], str(checkpoint.tx_id), checkpoint.position, limit))
-    return [
-        RecordedEvent(
-            position=r["position"],
-            tx_id=int(r["tx_text"]),
-            stream=r["stream"],
-            type=r["type"],
-            payload_json=r["payload"],
-            source=r["source"],
-            signed_at=r["signed_at"],
-            received_at=r["received_at"],
-            recorded_at=r["recorded_at"],
-        )
-        for r in rows
-    ]
+    return [recorded(r) for r in rows]
+
+
+def recorded(r: asyncpg.Record) -> RecordedEvent:
+    """An event from a row with the columns of ``read_after`` (``position``, ``tx_text``, ``stream``,
+    ``type``, ``payload``, ``source``, ``signed_at``, ``received_at``, ``recorded_at``)."""
+    return RecordedEvent(
+        position=r["position"],
+        tx_id=int(r["tx_text"]),
+        stream=r["stream"],
+        type=r["type"],
+        payload_json=r["payload"],
+        source=r["source"],
+        signed_at=r["signed_at"],
+        received_at=r["received_at"],
+        recorded_at=r["recorded_at"],
+    )
 
 
 async def head(conn: Connection) -> tuple[int, int]:

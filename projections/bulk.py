@@ -29,7 +29,7 @@ from typing import Any
 
 import structlog
 
-from app import db
+from app import db, event_log
 from app.db import Connection
 from app.event_log import RecordedEvent
 from app.sqlfiles import queries
@@ -199,7 +199,8 @@ async def _fold(conn: Connection, only: _Only, left: _Left) -> None:
         int(r["position"]) for r in await db.guard(conn.fetch(_Q["in_log_order"], sorted(left.positions)))
     ]
     for i in range(0, len(ordered), FOLD_BATCH):
-        events = [_event(r) for r in await db.guard(conn.fetch(_Q["events_at"], ordered[i : i + FOLD_BATCH]))]
+        rows = await db.guard(conn.fetch(_Q["events_at"], ordered[i : i + FOLD_BATCH]))
+        events = [event_log.recorded(r) for r in rows]
         for event in events:
             if event.position in left.bad and _readable(only.inner, event):
                 raise _Unsure(event.position)
@@ -212,17 +213,3 @@ def _readable(projection: OrderItemStatus, event: RecordedEvent) -> bool:
     except Exception:  # unreadable is the expected answer: the event gets parked
         return False
     return True
-
-
-def _event(r: Any) -> RecordedEvent:
-    return RecordedEvent(
-        position=r["position"],
-        tx_id=int(r["tx_text"]),
-        stream=r["stream"],
-        type=r["type"],
-        payload_json=r["payload"],
-        source=r["source"],
-        signed_at=r["signed_at"],
-        received_at=r["received_at"],
-        recorded_at=r["recorded_at"],
-    )

@@ -161,17 +161,7 @@ async def _event_at(conn: Connection, position: int) -> RecordedEvent:
     r = await db.guard(conn.fetchrow(_Q["event_at"], position))
     if r is None:
         raise ProjectorDied(f"parked event {position} is not in the log")
-    return RecordedEvent(
-        position=r["position"],
-        tx_id=int(r["tx_text"]),
-        stream=r["stream"],
-        type=r["type"],
-        payload_json=r["payload"],
-        source=r["source"],
-        signed_at=r["signed_at"],
-        received_at=r["received_at"],
-        recorded_at=r["recorded_at"],
-    )
+    return event_log.recorded(r)
 
 
 async def catch_up(pool: asyncpg.Pool, projection: Projection[Any], *, batch_size: int = BATCH_SIZE) -> int:
