@@ -2,9 +2,8 @@
 -- Append a batch of events (arrays $1..$9, one element per event: stream, type, payload as JSON text,
 -- raw body, source, signed_at, received_at, idempotency_key, order id to fetch or NULL) in ONE statement,
 -- skipping any whose idempotency key is already in the log, and enqueue a Get Order fetch for the
--- order of every event that was really inserted and carries one. Returns the keys inserted, with
--- their positions. Duplicate order ids are folded (ON CONFLICT DO UPDATE may touch a row only once per
--- statement) and sorted, so concurrent batches lock fetch_queue rows in the same order (no deadlock).
+-- order of every event that was really inserted and names one (bunsync.enqueue_fetches, migration
+-- 0004). Returns the keys inserted, with their positions.
 WITH input AS (
     SELECT *
     FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[],
@@ -20,23 +19,12 @@ inserted AS (
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING idempotency_key, position
 ),
+-- One row (an aggregate always returns one), joined below so the statement runs the enqueue.
 enqueued AS (
-    INSERT INTO bunsync.fetch_queue AS q (order_id)
-    SELECT DISTINCT i.fetch_order
+    SELECT bunsync.enqueue_fetches(array_agg(i.fetch_order)) AS done
     FROM input AS i JOIN inserted AS n ON n.idempotency_key = i.key
-    WHERE i.fetch_order IS NOT NULL
-    ORDER BY i.fetch_order
-    ON CONFLICT (order_id) DO UPDATE
-        SET generation = q.generation + 1,
-            -- a job waiting out an API failure keeps its backoff; a fresh or dead one is due now
-            next_attempt_at = CASE WHEN q.attempts = 0 OR q.dead_at IS NOT NULL
-                                   THEN least(q.next_attempt_at, now()) ELSE q.next_attempt_at END,
-            attempts = CASE WHEN q.dead_at IS NOT NULL THEN 0 ELSE q.attempts END,
-            dead_at = NULL,
-            dead_reason = NULL
-    RETURNING q.order_id
 )
-SELECT idempotency_key, position FROM inserted;
+SELECT n.idempotency_key, n.position FROM inserted AS n CROSS JOIN enqueued;
 
 -- name: compare_existing
 -- For deliveries (keys $1, payloads $2 as JSON text or NULL, raw bodies $3) whose key is already in the

@@ -62,15 +62,5 @@ WHERE dead_at IS NULL AND attempts > 0 AND next_attempt_at <= now()
   AND (claimed_until IS NULL OR claimed_until < now());
 
 -- name: enqueue
--- Ask for a Get Order fetch of each order in $1 (bigint[]), as a new webhook does: a fresh or dead job
--- is due now, one waiting out a failure keeps its backoff. Sorted, so concurrent callers lock rows in
--- the same order.
-INSERT INTO bunsync.fetch_queue AS q (order_id)
-SELECT DISTINCT o FROM unnest($1::bigint[]) AS o ORDER BY o
-ON CONFLICT (order_id) DO UPDATE
-    SET generation = q.generation + 1,
-        next_attempt_at = CASE WHEN q.attempts = 0 OR q.dead_at IS NOT NULL
-                               THEN least(q.next_attempt_at, now()) ELSE q.next_attempt_at END,
-        attempts = CASE WHEN q.dead_at IS NOT NULL THEN 0 ELSE q.attempts END,
-        dead_at = NULL,
-        dead_reason = NULL;
+-- Ask for a Get Order fetch of each order in $1 (bigint[]), as a new webhook does (see migration 0004).
+SELECT bunsync.enqueue_fetches($1::bigint[]);
