@@ -94,27 +94,27 @@ async def create_pool(
 @asynccontextmanager
 async def admin_connection(dsn: str, *, connect_timeout_s: float = 10) -> AsyncIterator[asyncpg.Connection]:
     """A single connection as the login role itself (migrations, role checks, rebuild swaps)."""
-    try:
-        conn = await asyncpg.connect(
-            dsn, timeout=connect_timeout_s, server_settings={"application_name": _APPLICATION_NAME}
-        )
-    except _UNAVAILABLE as exc:
-        raise StorageUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
-    try:
+    async with _single_connection(dsn, {}, connect_timeout_s) as conn:
         yield conn
-    finally:
-        await conn.close()
 
 
 @asynccontextmanager
 async def service_connection(dsn: str, *, connect_timeout_s: float = 10) -> AsyncIterator[asyncpg.Connection]:
     """A single connection acting as the service role, outside any pool (e.g. for LISTEN, or to hold
     a session-level advisory lock for as long as the connection lives)."""
+    async with _single_connection(dsn, {"role": SERVICE_ROLE}, connect_timeout_s) as conn:
+        yield conn
+
+
+@asynccontextmanager
+async def _single_connection(
+    dsn: str, settings: dict[str, str], connect_timeout_s: float
+) -> AsyncIterator[asyncpg.Connection]:
     try:
         conn = await asyncpg.connect(
             dsn,
             timeout=connect_timeout_s,
-            server_settings={"role": SERVICE_ROLE, "application_name": _APPLICATION_NAME},
+            server_settings={**settings, "application_name": _APPLICATION_NAME},
         )
     except _UNAVAILABLE as exc:
         raise StorageUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc

@@ -21,6 +21,7 @@ import asyncpg
 import structlog
 
 from app import event_log, metrics, sqlfiles
+from app.aio import wait_any
 from app.bunjang import errors
 from app.bunjang.client import BunjangClient
 from app.db import Connection, StorageUnavailable, guard
@@ -111,13 +112,13 @@ class Fetcher:
             try:
                 job = await self.claim()
                 if job is None:
-                    await _wait(stop, self._wake, self._idle_poll_s)
+                    await wait_any([stop, self._wake], self._idle_poll_s)
                     self._wake.clear()
                     continue
                 await self.process(job)
             except StorageUnavailable as exc:
                 log.warning("fetch_storage_unavailable", error=str(exc))
-                await _wait(stop, None, 2.0)
+                await wait_any([stop], 2.0)
 
     async def claim(self) -> Job | None:
         """Claim the most overdue job, if any."""
@@ -205,15 +206,3 @@ async def queue_counts(pool: asyncpg.Pool) -> tuple[int, int]:
     """(pending, dead) fetch jobs."""
     row = await guard(pool.fetchrow(_Q["counts"]))
     return (int(row["pending"]), int(row["dead"])) if row else (0, 0)
-
-
-async def _wait(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float) -> None:
-    """Sleep up to ``seconds``, returning early when ``stop`` (or ``wake``) is set."""
-    waiters = [asyncio.ensure_future(stop.wait())]
-    if wake is not None:
-        waiters.append(asyncio.ensure_future(wake.wait()))
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()

@@ -21,6 +21,7 @@ import structlog
 from asyncpg.exceptions import _base as asyncpg_base
 
 from app import db, event_log
+from app.aio import wait_any
 from app.db import Connection, StorageUnavailable
 from app.event_log import Checkpoint, RecordedEvent
 from app.sqlfiles import queries
@@ -244,16 +245,6 @@ async def run_projectors(
             raise result
 
 
-async def _wait(events: list[asyncio.Event], timeout_s: float) -> None:
-    """Wait until any of ``events`` is set, or ``timeout_s`` passed."""
-    waiters = [asyncio.create_task(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
-
-
 class ProjectorLoop:
     """One projection's loop: standby until it holds the lock, then project on every wake-up/poll."""
 
@@ -284,7 +275,7 @@ class ProjectorLoop:
                     error=str(exc),
                     retry_in_s=backoff,
                 )
-                await _wait([self.halt], backoff)
+                await wait_any([self.halt], backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
     async def _hold_and_project(self) -> None:
@@ -295,7 +286,7 @@ class ProjectorLoop:
                 if not standby_logged:
                     log.info("projector_standby", projection=name)
                     standby_logged = True
-                await _wait([self.halt], self.poll_s)
+                await wait_any([self.halt], self.poll_s)
                 if self.halt.is_set():
                     return
             log.info("projector_active", projection=name)
@@ -320,9 +311,9 @@ class ProjectorLoop:
                     # Woken but nothing readable yet: a transaction older than the notified one is
                     # still open (commit-safe reads wait for it). Look again shortly.
                     woken -= 1
-                    await _wait([self.halt], _RECHECK_S)
+                    await wait_any([self.halt], _RECHECK_S)
                     continue
-                await _wait([self.halt, wake, lost], self.poll_s)
+                await wait_any([self.halt, wake, lost], self.poll_s)
                 woken = _RECHECKS if wake.is_set() else 0
                 # The lock lives as long as this connection: make sure it still does.
                 await db.guard(lock_conn.fetchval(_Q["ping"]))
