@@ -18,38 +18,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
-from app.demo import mismatches_against_truth
-from app.sandbox.config import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
 from app.signature import sign
 from tests.e2e.conftest import SECRET, SandboxProcess, Serve, free_port
+from tests.e2e.helpers import bunsync_env, fetch_rows, wait_in_sync, webhook_body
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _env(database_url: str | None, sandbox: SandboxProcess | None, port: int, **extra: str) -> dict[str, str]:
-    env = {"BUNSYNC_PORT": str(port), **extra}
-    if database_url:
-        env["BUNSYNC_DATABASE_URL"] = database_url
-    if sandbox:
-        env.update(
-            BUNSYNC_BUNJANG_BASE_URL=sandbox.url,
-            BUNSYNC_BUNJANG_ACCESS_KEY=DEFAULT_ACCESS_KEY,
-            BUNSYNC_BUNJANG_SECRET_KEY=DEFAULT_SECRET_KEY,
-        )
-    return env
-
-
-def _body(event_id: str, order_id: int, item_id: int, status: str) -> bytes:
-    return (
-        f'{{"eventId":"{event_id}","eventType":"order.status.changed","payloadVersion":"v1","data":'
-        f'{{"orderId":{order_id},"orderItems":[{{"orderItemId":{item_id},"pid":1,"orderStatus":"{status}"}}]}}}}'
-    ).encode()
 
 
 async def _send_all(
@@ -82,36 +60,17 @@ async def _send_all(
     return results
 
 
-def _rows(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
-    async def run() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return list(await conn.fetch(sql, *args))
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
-
-
 def _logged_event_ids(dsn: str) -> list[str]:
-    return [r["event_id"] for r in _rows(dsn, "SELECT event_id FROM reporting.webhook_events")]
-
-
-def _in_sync(sandbox: SandboxProcess, dsn: str, deadline_s: float) -> list[object]:
-    end = time.monotonic() + deadline_s
-    while True:
-        truth = sandbox.admin("GET", "truth").json()["items"]
-        wrong = asyncio.run(mismatches_against_truth(truth, dsn))
-        if not wrong or time.monotonic() > end:
-            return list(wrong)
-        time.sleep(0.3)
+    return [r["event_id"] for r in fetch_rows(dsn, "SELECT event_id FROM reporting.webhook_events")]
 
 
 def _synthetic_burst(sandbox: SandboxProcess, n: int, prefix: str) -> dict[str, bytes]:
     """``n`` distinct webhooks about the sandbox's items, each with its current status."""
     items = sandbox.admin("GET", "truth").json()["items"]
     return {
-        f"{prefix}{i}": _body(f"{prefix}{i}", it["orderId"], it["orderItemId"], it["status"])
+        f"{prefix}{i}": webhook_body(
+            f"{prefix}{i}", it["orderId"], status=it["status"], item_id=it["orderItemId"]
+        )
         for i, it in ((i, items[i % len(items)]) for i in range(n))
     }
 
@@ -123,7 +82,7 @@ def test_sigkill_mid_burst_loses_nothing_acknowledged(
     sandbox.admin("POST", "orders", json={"count": 60})
     sandbox.admin("POST", "advance", json={"steps": 60})
     port = free_port()
-    env = _env(database_url, sandbox, port, BUNSYNC_RECONCILE_INTERVAL_S="3")
+    env = bunsync_env(database_url, sandbox, port, BUNSYNC_RECONCILE_INTERVAL_S="3")
     serve = start_serve(env)
     bodies = _synthetic_burst(sandbox, 4000, "K")
 
@@ -145,7 +104,7 @@ def test_sigkill_mid_burst_loses_nothing_acknowledged(
     assert set(second.values()) == {204}
     logged = _logged_event_ids(database_url)
     assert sorted(logged) == sorted(bodies), "every eventId exactly once"
-    assert _in_sync(sandbox, database_url, 60) == []
+    assert wait_in_sync(sandbox, database_url, 60) == []
 
 
 def test_postgres_restart_during_a_burst(start_serve: Callable[..., Serve]) -> None:
@@ -154,7 +113,7 @@ def test_postgres_restart_during_a_burst(start_serve: Callable[..., Serve]) -> N
     try:
         data_dir = top / "data"
         serve = start_serve(
-            _env(None, None, free_port(), BUNSYNC_DATA_DIR=str(data_dir), BUNSYNC_DATABASE_URL=""),
+            bunsync_env(None, None, free_port(), BUNSYNC_DATA_DIR=str(data_dir), BUNSYNC_DATABASE_URL=""),
             "--no-fetch",
             "--no-scheduler",
         )
@@ -187,7 +146,9 @@ def test_postgres_restart_during_a_burst(start_serve: Callable[..., Serve]) -> N
             n = 0
             while not stop.is_set():
                 batch = {
-                    f"P{n + i}": _body(f"P{n + i}", 1 + (n + i) % 97, 1, "PAYMENT_RECEIVED")
+                    f"P{n + i}": webhook_body(
+                        f"P{n + i}", 1 + (n + i) % 97, status="PAYMENT_RECEIVED", item_id=1
+                    )
                     for i in range(200)
                 }
                 n += 200
@@ -201,7 +162,9 @@ def test_postgres_restart_during_a_burst(start_serve: Callable[..., Serve]) -> N
         assert codes <= {204, 503}, f"only 204 (stored) or 503 (retry later) may be answered: {codes}"
         assert 503 in codes, "the restart should have been felt"
         # Recovered by itself: new webhooks are stored again.
-        again = asyncio.run(_send_all([serve.url], {"after": _body("after", 1, 1, "SHIP_READY")}))
+        again = asyncio.run(
+            _send_all([serve.url], {"after": webhook_body("after", 1, status="SHIP_READY", item_id=1)})
+        )
         assert again == {"after": 204}
         acked = {e for e, c in results.items() if c == 204} | {"after"}
         dsn = f"postgresql://bunsync@/bunsync?host={data_dir / 'run'}"
@@ -224,12 +187,14 @@ def test_get_order_down_backs_off_parks_dead_and_redrive_recovers(
         "--get-order-error-rate",
         "1",
     )
-    env = _env(database_url, sandbox, port, BUNSYNC_FETCH_MAX_ATTEMPTS="3")
+    env = bunsync_env(database_url, sandbox, port, BUNSYNC_FETCH_MAX_ATTEMPTS="3")
     start_serve(env, "--no-scheduler")  # no reconcile: only Get Order can bring the views in sync
     sandbox.admin("POST", "orders", json={"count": 5})
     end = time.monotonic() + 90
     while (
-        _rows(database_url, "SELECT count(*) AS n FROM bunsync.fetch_queue WHERE dead_at IS NOT NULL")[0]["n"]
+        fetch_rows(database_url, "SELECT count(*) AS n FROM bunsync.fetch_queue WHERE dead_at IS NOT NULL")[
+            0
+        ]["n"]
         < 5
     ):
         assert time.monotonic() < end, "fetches were not parked as dead"
@@ -239,7 +204,7 @@ def test_get_order_down_backs_off_parks_dead_and_redrive_recovers(
     assert 15 <= calls <= 60
     time.sleep(3)
     assert sum(sandbox.admin("GET", "counters").json()["api"]["get_order"].values()) == calls
-    reasons = _rows(database_url, "SELECT dead_reason FROM bunsync.fetch_queue")
+    reasons = fetch_rows(database_url, "SELECT dead_reason FROM bunsync.fetch_queue")
     assert all(r["dead_reason"].startswith("gave up after 3 attempts") for r in reasons)
 
     sandbox.admin("PATCH", "faults", json={"getOrderErrorRate": 0})
@@ -251,11 +216,11 @@ def test_get_order_down_backs_off_parks_dead_and_redrive_recovers(
         timeout=60,
     )
     assert done.returncode == 0 and "re-queued 5" in done.stdout, done.stderr
-    assert _in_sync(sandbox, database_url, 30) == []
+    assert wait_in_sync(sandbox, database_url, 30) == []
 
 
 def _projector_holder(dsn: str, projection: str) -> int | None:
-    rows = _rows(
+    rows = fetch_rows(
         dsn,
         "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
         "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 "
@@ -271,7 +236,9 @@ def test_three_replicas_share_the_work_and_take_over_from_a_killed_one(
 ) -> None:
     ports = [free_port() for _ in range(3)]
     sandbox = start_sandbox("--webhook-url", f"http://127.0.0.1:{ports[0]}/webhooks/bunjang", "--seed", "17")
-    replicas = [start_serve(_env(database_url, sandbox, p, BUNSYNC_RECONCILE_INTERVAL_S="1")) for p in ports]
+    replicas = [
+        start_serve(bunsync_env(database_url, sandbox, p, BUNSYNC_RECONCILE_INTERVAL_S="1")) for p in ports
+    ]
     sandbox.admin("POST", "orders", json={"count": 30})
     sandbox.admin("POST", "advance", json={"steps": 40})
     # Our own deliveries spread over the three, each sent twice to different replicas (a retry that
@@ -280,17 +247,17 @@ def test_three_replicas_share_the_work_and_take_over_from_a_killed_one(
     urls = [r.url for r in replicas]
     assert set(asyncio.run(_send_all(urls, bodies)).values()) == {204}
     assert set(asyncio.run(_send_all(urls[1:] + urls[:1], bodies)).values()) == {204}
-    assert _in_sync(sandbox, database_url, 60) == []
+    assert wait_in_sync(sandbox, database_url, 60) == []
     ids = [e for e in _logged_event_ids(database_url) if e.startswith("R")]
     assert sorted(ids) == sorted(bodies)
 
     # No double fetch: every successful Get Order call became exactly one observation.
-    observed = _rows(
+    observed = fetch_rows(
         database_url, "SELECT count(*) AS n FROM bunsync.event_log WHERE type = 'order.observed'"
     )
     assert sandbox.admin("GET", "counters").json()["api"]["get_order"].get("200", 0) == observed[0]["n"]
     # One reconciler at a time: passes never overlap.
-    passes = _rows(
+    passes = fetch_rows(
         database_url,
         "SELECT started_at, finished_at FROM bunsync.reconcile_passes "
         "WHERE finished_at IS NOT NULL ORDER BY started_at",
@@ -309,14 +276,16 @@ def test_three_replicas_share_the_work_and_take_over_from_a_killed_one(
         time.sleep(0.2)
     assert new in {r.process.pid for r in replicas if r is not victim}
     sandbox.admin("POST", "advance", json={"steps": 40})  # (webhooks to a dead replica: the reconciler helps)
-    assert _in_sync(sandbox, database_url, 60) == []
+    assert wait_in_sync(sandbox, database_url, 60) == []
 
 
 def test_sigterm_mid_burst_finishes_what_it_accepted_and_exits_cleanly(
     database_url: str, start_serve: Callable[..., Serve]
 ) -> None:
-    serve = start_serve(_env(database_url, None, free_port()), "--no-fetch")
-    bodies = {f"T{i}": _body(f"T{i}", 1 + i % 50, 1, "PAYMENT_RECEIVED") for i in range(3000)}
+    serve = start_serve(bunsync_env(database_url, None, free_port()), "--no-fetch")
+    bodies = {
+        f"T{i}": webhook_body(f"T{i}", 1 + i % 50, status="PAYMENT_RECEIVED", item_id=1) for i in range(3000)
+    }
 
     def stop_after_some(acked: int) -> None:
         if acked >= 800 and serve.process.poll() is None:

@@ -12,31 +12,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.signature import sign
-from tests.e2e.conftest import SECRET, Serve, TcpProxy
+from tests.e2e.conftest import Serve, TcpProxy
+from tests.e2e.helpers import post_webhook, webhook_body
 
 pytestmark = pytest.mark.e2e
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def _body(event_id: str, order_id: int = 100, status: str = "PAYMENT_RECEIVED", version: str = "v1") -> bytes:
-    return (
-        f'{{"eventId":"{event_id}","eventType":"order.status.changed","payloadVersion":"{version}",'
-        f'"data":{{"orderId":{order_id},"orderItems":[{{"orderItemId":{order_id}1,"pid":5,"orderStatus":"{status}"}}]}}}}'
-    ).encode()
-
-
-def _post(
-    serve: Serve, body: bytes, *, secret: str = SECRET, header: str | None = None, **headers: str
-) -> httpx.Response:
-    signature = header if header is not None else sign(secret, int(time.time()), body)
-    return httpx.post(
-        f"{serve.url}/webhooks/bunjang",
-        content=body,
-        headers={"X-Bun-Webhook-Signature": signature, **headers},
-        timeout=10,
-    )
 
 
 def _scrape(serve: Serve) -> Samples:
@@ -71,18 +52,18 @@ def _webhooks(samples: Samples, result: str, reason: str = "") -> float | None:
 async def test_metrics_count_what_happened(database_url: str, start_serve: Callable[..., Serve]) -> None:
     serve = start_serve({"BUNSYNC_DATABASE_URL": database_url})
     stored = [
-        _post(serve, _body("A"), **{"X-Request-Id": "e2e-req-1"}),  # accepted
-        _post(serve, _body("B", order_id=200)),  # accepted
-        _post(serve, _body("A")),  # duplicate
-        _post(serve, _body("A", status="SHIP_READY")),  # conflict
-        _post(serve, _body("C", order_id=300, version="v2")),  # unrecognized
+        post_webhook(serve, webhook_body("A"), **{"X-Request-Id": "e2e-req-1"}),  # accepted
+        post_webhook(serve, webhook_body("B", order_id=200)),  # accepted
+        post_webhook(serve, webhook_body("A")),  # duplicate
+        post_webhook(serve, webhook_body("A", status="SHIP_READY")),  # conflict
+        post_webhook(serve, webhook_body("C", order_id=300, version="v2")),  # unrecognized
     ]
     assert [r.status_code for r in stored] == [204] * 5
     refused = [
-        _post(serve, _body("F"), secret="wrong"),
-        _post(serve, _body("F"), secret="wrong"),
-        _post(serve, _body("F"), header=""),
-        _post(serve, b"x" * (1024 * 1024 + 1)),
+        post_webhook(serve, webhook_body("F"), secret="wrong"),
+        post_webhook(serve, webhook_body("F"), secret="wrong"),
+        post_webhook(serve, webhook_body("F"), header=""),
+        post_webhook(serve, b"x" * (1024 * 1024 + 1)),
     ]
     assert [r.status_code for r in refused] == [401, 401, 401, 413]
 
@@ -163,7 +144,7 @@ async def test_metrics_count_what_happened(database_url: str, start_serve: Calla
     assert stored[0].headers["x-request-id"] == "e2e-req-1"
     assert all(len(r.headers["x-request-id"]) == 16 for r in [*stored[1:], *refused])
     assert len({r.headers["x-request-id"] for r in stored[1:]}) == 4
-    forged = _post(serve, _body("G"), **{"X-Request-Id": 'x" level=error'})
+    forged = post_webhook(serve, webhook_body("G"), **{"X-Request-Id": 'x" level=error'})
     assert forged.headers["x-request-id"] != 'x" level=error'
     assert httpx.get(f"{serve.url}/metrics", headers={"X-Request-Id": "scrape-1"}).headers[
         "x-request-id"
@@ -183,11 +164,11 @@ def test_a_scrape_answers_while_the_database_is_away(
 ) -> None:
     proxy, dsn = db_proxy
     serve = start_serve({"BUNSYNC_DATABASE_URL": dsn})
-    assert _post(serve, _body("before")).status_code == 204
+    assert post_webhook(serve, webhook_body("before")).status_code == 204
     up = _scrape(serve)
     assert _value(up, "bunsync_database_up") == 1 and _value(up, "bunsync_log_head_position") == 1
     proxy.cut()
-    assert _post(serve, _body("during")).status_code == 503
+    assert post_webhook(serve, webhook_body("during")).status_code == 503
     started = time.monotonic()
     down = _scrape(serve)
     assert time.monotonic() - started < 8  # bounded by the snapshot timeout

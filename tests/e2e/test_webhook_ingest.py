@@ -12,27 +12,9 @@ import pytest
 
 from app.signature import sign
 from tests.e2e.conftest import SECRET, Serve, TcpProxy
+from tests.e2e.helpers import post_webhook, webhook_body
 
 pytestmark = pytest.mark.e2e
-
-
-def _body(event_id: str, order_id: int = 100, status: str = "PAYMENT_RECEIVED", version: str = "v1") -> bytes:
-    return (
-        f'{{"eventId":"{event_id}","eventType":"order.status.changed","payloadVersion":"{version}",'
-        f'"data":{{"orderId":{order_id},"orderItems":[{{"orderItemId":{order_id}1,"pid":5,"orderStatus":"{status}"}}]}}}}'
-    ).encode()
-
-
-def _post(
-    serve: Serve, body: bytes, *, secret: str = SECRET, t: int | None = None, header: str | None = None
-) -> httpx.Response:
-    signature = header if header is not None else sign(secret, int(time.time()) if t is None else t, body)
-    return httpx.post(
-        f"{serve.url}/webhooks/bunjang",
-        content=body,
-        headers={"X-Bun-Webhook-Signature": signature, "Content-Type": "application/json"},
-        timeout=10,
-    )
 
 
 def _problem_type(r: httpx.Response) -> str:
@@ -53,33 +35,45 @@ async def test_every_outcome_over_http(database_url: str, start_serve: Callable[
     assert httpx.get(f"{serve.url}/health/live").status_code == 200
 
     # Accepted, then the same delivery again (Bunjang's retry, re-signed later): 204, nothing new.
-    assert _post(serve, _body("A")).status_code == 204
-    assert _post(serve, _body("A"), t=int(time.time()) + 5).status_code == 204
+    assert post_webhook(serve, webhook_body("A")).status_code == 204
+    assert post_webhook(serve, webhook_body("A"), t=int(time.time()) + 5).status_code == 204
     # Signed with the other configured secret (rotation): accepted.
-    assert _post(serve, _body("B", order_id=200), secret="old-secret").status_code == 204
+    assert post_webhook(serve, webhook_body("B", order_id=200), secret="old-secret").status_code == 204
     # Same eventId, different body: 204 and a conflict record.
-    assert _post(serve, _body("A", status="SHIP_READY")).status_code == 204
+    assert post_webhook(serve, webhook_body("A", status="SHIP_READY")).status_code == 204
     # Unknown payload version, unknown type, undecodable, and not JSON at all: stored verbatim, not fetched.
-    assert _post(serve, _body("C", order_id=300, version="v2")).status_code == 204
+    assert post_webhook(serve, webhook_body("C", order_id=300, version="v2")).status_code == 204
     assert (
-        _post(serve, b'{"eventId":"D","eventType":"order.created","payloadVersion":"v1"}').status_code == 204
-    )
-    assert (
-        _post(serve, b'{"eventId":"E","eventType":"order.status.changed","payloadVersion":"v1"}').status_code
+        post_webhook(serve, b'{"eventId":"D","eventType":"order.created","payloadVersion":"v1"}').status_code
         == 204
     )
-    assert _post(serve, b"\x00not json").status_code == 204
+    assert (
+        post_webhook(
+            serve, b'{"eventId":"E","eventType":"order.status.changed","payloadVersion":"v1"}'
+        ).status_code
+        == 204
+    )
+    assert post_webhook(serve, b"\x00not json").status_code == 204
     # Bad signatures: 401 with a stable problem type each.
-    assert _problem_type(_post(serve, _body("F"), header="")) == "urn:bunsync:problem:signature-missing"
-    assert _problem_type(_post(serve, _body("F"), header="t=1")) == "urn:bunsync:problem:signature-malformed"
-    assert _problem_type(_post(serve, _body("F"), secret="wrong")) == "urn:bunsync:problem:signature-invalid"
-    stale = _post(serve, _body("F"), t=int(time.time()) - 1000)
+    assert (
+        _problem_type(post_webhook(serve, webhook_body("F"), header=""))
+        == "urn:bunsync:problem:signature-missing"
+    )
+    assert (
+        _problem_type(post_webhook(serve, webhook_body("F"), header="t=1"))
+        == "urn:bunsync:problem:signature-malformed"
+    )
+    assert (
+        _problem_type(post_webhook(serve, webhook_body("F"), secret="wrong"))
+        == "urn:bunsync:problem:signature-invalid"
+    )
+    stale = post_webhook(serve, webhook_body("F"), t=int(time.time()) - 1000)
     assert (stale.status_code, _problem_type(stale)) == (401, "urn:bunsync:problem:signature-stale")
     # Over 1 MiB: 413 before anything else.
-    big = _post(serve, b"x" * (1024 * 1024 + 1))
+    big = post_webhook(serve, b"x" * (1024 * 1024 + 1))
     assert (big.status_code, _problem_type(big)) == (413, "urn:bunsync:problem:body-too-large")
     # A body of 1 MiB exactly is read (and, being validly signed garbage, kept as unrecognised).
-    assert _post(serve, b"y" * (1024 * 1024)).status_code == 204
+    assert post_webhook(serve, b"y" * (1024 * 1024)).status_code == 204
 
     rows = await _rows(
         database_url,
@@ -101,10 +95,10 @@ async def test_every_outcome_over_http(database_url: str, start_serve: Callable[
     assert [r["order_id"] for r in fetches] == [100, 200]
     conflicts = await _rows(database_url, "SELECT idempotency_key, raw FROM bunsync.webhook_conflicts")
     assert [(c["idempotency_key"], c["raw"]) for c in conflicts] == [
-        ("webhook:A", _body("A", status="SHIP_READY"))
+        ("webhook:A", webhook_body("A", status="SHIP_READY"))
     ]
     raw = await _rows(database_url, "SELECT raw FROM bunsync.event_log WHERE idempotency_key = 'webhook:A'")
-    assert raw[0]["raw"] == _body("A")  # the bytes exactly as received
+    assert raw[0]["raw"] == webhook_body("A")  # the bytes exactly as received
     assert "e2e-secret" not in serve.logs()
 
 
@@ -112,7 +106,7 @@ async def test_concurrent_deliveries_are_each_stored_once(
     database_url: str, start_serve: Callable[..., Serve]
 ) -> None:
     serve = start_serve({"BUNSYNC_DATABASE_URL": database_url})
-    bodies = [_body(f"E{i}", order_id=1000 + i % 50) for i in range(300)]
+    bodies = [webhook_body(f"E{i}", order_id=1000 + i % 50) for i in range(300)]
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64), timeout=30) as client:
 
         async def post(body: bytes) -> int:
@@ -139,15 +133,15 @@ async def test_database_unreachable_answers_503_then_recovers(
 ) -> None:
     proxy, dsn = db_proxy
     serve = start_serve({"BUNSYNC_DATABASE_URL": dsn})
-    assert _post(serve, _body("before")).status_code == 204
+    assert post_webhook(serve, webhook_body("before")).status_code == 204
     proxy.cut()
-    during = [_post(serve, _body(f"during{i}")) for i in range(5)]
+    during = [post_webhook(serve, webhook_body(f"during{i}")) for i in range(5)]
     assert {r.status_code for r in during} == {503}
     assert {_problem_type(r) for r in during} == {"urn:bunsync:problem:storage-unavailable"}
     assert httpx.get(f"{serve.url}/health/ready").status_code == 503
     proxy.restore()
     deadline = time.monotonic() + 30
-    while _post(serve, _body("after")).status_code != 204:
+    while post_webhook(serve, webhook_body("after")).status_code != 204:
         assert time.monotonic() < deadline, "did not recover after the database came back"
         time.sleep(0.2)
     rows = await _rows(database_url, "SELECT event_id FROM reporting.webhook_events ORDER BY position")
@@ -162,8 +156,8 @@ def test_status_endpoint_and_command_agree(database_url: str, start_serve: Calla
     import sys
 
     serve = start_serve({"BUNSYNC_DATABASE_URL": database_url}, "--no-scheduler")
-    assert _post(serve, _body("S1")).status_code == 204
-    assert _post(serve, b"garbage").status_code == 204
+    assert post_webhook(serve, webhook_body("S1")).status_code == 204
+    assert post_webhook(serve, b"garbage").status_code == 204
     deadline = time.monotonic() + 20
     while True:
         body = httpx.get(f"{serve.url}/status", timeout=10).json()
