@@ -4,35 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import asyncpg
-import pytest
 
 from app import event_log, fetcher
 from app.bunjang.client import BunjangClient
 from app.event_log import NewEvent
 from app.fetcher import Backoff, Fetcher
-from app.sandbox.config import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, SandboxConfig
-from app.sandbox.server import RunningSandbox, run_sandbox
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[RunningSandbox]:
-    async with run_sandbox(SandboxConfig(port=0, start_time=T0, clock_speed=0.0)) as running:
-        yield running
-
-
-@pytest.fixture
-async def client(sandbox: RunningSandbox) -> AsyncIterator[BunjangClient]:
-    # One attempt per call: the fetcher's own persisted retries are what these tests exercise.
-    async with BunjangClient(
-        sandbox.url, DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, max_attempts=1, timeout_s=2.0
-    ) as c:
-        yield c
+from app.sandbox.server import RunningSandbox
 
 
 def _fetcher(pool: asyncpg.Pool, client: BunjangClient, **kw: object) -> Fetcher:

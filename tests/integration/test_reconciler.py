@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 import pytest
 
 from app import db, reconciler
 from app.bunjang.client import BunjangClient
-from app.sandbox.config import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, SandboxConfig
-from app.sandbox.server import RunningSandbox, run_sandbox
+from app.sandbox.server import RunningSandbox
 from app.scheduler import Jobs
 from app.settings import Settings
 
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
 OVERLAP, LOOKBACK = timedelta(minutes=10), timedelta(days=3)
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[RunningSandbox]:
-    async with run_sandbox(SandboxConfig(port=0, start_time=T0, clock_speed=0.0)) as running:
-        yield running
-
-
-@pytest.fixture
-async def client(sandbox: RunningSandbox) -> AsyncIterator[BunjangClient]:
-    async with BunjangClient(sandbox.url, DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, max_attempts=1) as c:
-        yield c
 
 
 def _now(sandbox: RunningSandbox) -> datetime:
