@@ -187,17 +187,13 @@ async def _record(pool: asyncpg.Pool, batch: list[ListedOrder]) -> int:
     changed = differences(batch, shown)
     if changed:
         async with pool.acquire() as conn, conn.transaction():
-            await event_log.append(conn, [listed_event(o) for o in _unique(changed)])
+            # One event per key: the client may yield an order twice when it changed between pages.
+            events = {e.idempotency_key: e for e in map(listed_event, changed)}
+            await event_log.append(conn, list(events.values()))
             # Fetch even when this observation was logged before (the event is then skipped): the view
             # still differs, e.g. a later webhook made an item provisional, and only the API settles it.
             await fetcher.enqueue(conn, sorted({o.id for o in changed}))
     return len(changed)
-
-
-def _unique(orders: list[ListedOrder]) -> list[ListedOrder]:
-    """One observation per key (the client may yield an order twice when it changed between pages)."""
-    by_key = {listed_event(o).idempotency_key: o for o in orders}
-    return list(by_key.values())
 
 
 async def _finish(
