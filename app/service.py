@@ -69,14 +69,16 @@ async def run(settings: Settings, dsn: str, roles: Roles, stop: asyncio.Event) -
     applied = await migrate(dsn)
     log.info("database_ready", migrations_applied=applied, schema_version=migrations.latest_version())
     pool = await db.create_pool(dsn, min_size=2, max_size=max(10, settings.fetch_concurrency + 6))
-    # The webhook writers get connections of their own, released without a reset round trip.
-    ingest_pool = await db.create_pool(dsn, min_size=1, max_size=INGEST_WRITERS, keep_session=True)
-    ingestor = Ingestor(ingest_pool, max_writers=INGEST_WRITERS)
     tasks: dict[str, asyncio.Task[None]] = {}
     server: _Server | None = None
     exits = contextlib.AsyncExitStack()
+    ingestor: Ingestor | None = None
     try:
         if roles.http:
+            # The webhook writers get connections of their own, released without a reset round trip.
+            ingest_pool = await db.create_pool(dsn, min_size=1, max_size=INGEST_WRITERS, keep_session=True)
+            exits.push_async_callback(ingest_pool.close)
+            ingestor = Ingestor(ingest_pool, max_writers=INGEST_WRITERS)
             config = uvicorn.Config(
                 create_app(Services(settings=settings, pool=pool, ingestor=ingestor)),
                 host=settings.host,
@@ -111,7 +113,6 @@ async def run(settings: Settings, dsn: str, roles: Roles, stop: asyncio.Event) -
         return await _supervise(tasks, stop, server, ingestor)
     finally:
         await exits.aclose()
-        await ingest_pool.close()
         await pool.close()
 
 
@@ -131,7 +132,10 @@ def worker_id() -> str:
 
 
 async def _supervise(
-    tasks: dict[str, asyncio.Task[None]], stop: asyncio.Event, server: _Server | None, ingestor: Ingestor
+    tasks: dict[str, asyncio.Task[None]],
+    stop: asyncio.Event,
+    server: _Server | None,
+    ingestor: Ingestor | None,
 ) -> int:
     stopping = asyncio.create_task(stop.wait(), name="stop")
     done, _ = await asyncio.wait([stopping, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
@@ -156,7 +160,8 @@ async def _supervise(
     try:
         async with asyncio.timeout(SHUTDOWN_TIMEOUT_S):
             await asyncio.gather(*tasks.values(), return_exceptions=True)
-            await ingestor.drain()
+            if ingestor is not None:
+                await ingestor.drain()
     except TimeoutError:
         # WARNING: work cut short is redone after the restart (leases expire, checkpoints hold), and
         # nothing acknowledged is lost; nothing for an operator to do.
