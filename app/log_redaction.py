@@ -53,8 +53,6 @@ class _Done(msgspec.Struct, frozen=True, rename="camel"):
 async def redact_log(dsn: str) -> Redaction:
     """Rewrite the personal fields of old ``order.observed`` rows (as the log's owner: ``dsn``'s role)."""
     async with db.admin_connection(dsn) as conn:
-        # jsonb as text both ways: COPY then takes the JSON text the split produced.
-        await conn.set_type_codec("jsonb", encoder=str, decoder=str, schema="pg_catalog")
         async with conn.transaction():
             await db.guard(conn.execute(_Q["lock_log"]))
             await db.guard(conn.execute(_Q["staging"]))

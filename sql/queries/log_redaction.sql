@@ -10,9 +10,9 @@ LOCK TABLE bunsync.event_log IN EXCLUSIVE MODE;
 CREATE TEMPORARY TABLE log_redaction (
     position bigint PRIMARY KEY,
     order_id bigint NOT NULL,
-    payload  jsonb  NOT NULL,
+    payload  text   NOT NULL,               -- JSON text (COPY in binary: cast where used)
     raw      bytea,
-    personal jsonb  NOT NULL
+    personal text   NOT NULL
 ) ON COMMIT DROP;
 
 -- name: candidates
@@ -26,7 +26,7 @@ WHERE type = 'order.observed'
 -- Move each order's newest staged personal data into bunsync.personal_data, unless the order was
 -- forgotten or newer data is kept already.
 INSERT INTO bunsync.personal_data AS p (order_id, fields, position)
-SELECT DISTINCT ON (r.order_id) r.order_id, r.personal, r.position
+SELECT DISTINCT ON (r.order_id) r.order_id, r.personal::jsonb, r.position
 FROM log_redaction AS r
 WHERE NOT EXISTS (SELECT 1 FROM bunsync.erasures AS e WHERE e.order_id = r.order_id)
 ORDER BY r.order_id, r.position DESC
@@ -44,7 +44,7 @@ ALTER TABLE bunsync.event_log DISABLE TRIGGER event_log_append_only;
 -- name: rewrite
 -- Replace the staged rows' payload (and raw bytes, if any) by their redacted form; nothing else.
 UPDATE bunsync.event_log AS e
-SET payload = r.payload, raw = r.raw
+SET payload = r.payload::jsonb, raw = r.raw
 FROM log_redaction AS r
 WHERE e.position = r.position AND e.type = 'order.observed';
 
