@@ -153,13 +153,18 @@ class Fetcher:
             await self._failed(job, f"{type(exc).__name__}: {exc}")
             return
         try:
-            cut = personal_data.split(fetched.raw)
+            cut = self._split(fetched.raw)
         except personal_data.Unsplittable as exc:
             await self._failed(job, str(exc))
             return
         await self._record(job, cut)
         metrics.FETCH_DONE.inc()
         log.info("fetch_done", order_id=job.order_id, attempts=job.attempts)
+
+    def _split(self, raw: bytes) -> personal_data.Split:
+        """The answer cut into order facts and personal data (a method so that scripts/bench_fetch's
+        reference variant can log answers unsplit, as bunsync did before)."""
+        return personal_data.split(raw)
 
     async def _record(self, job: Job, cut: personal_data.Split) -> None:
         """In one transaction: log the order facts, keep the buyer's personal data apart (unless the

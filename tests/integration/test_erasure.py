@@ -8,7 +8,7 @@ import random
 import asyncpg
 import pytest
 
-from app import erasure, event_log, log_redaction
+from app import db, erasure, event_log, log_redaction
 from app.bunjang.client import BunjangClient
 from app.dump_scan import data_dump, scan
 from app.event_log import NewEvent
@@ -16,6 +16,8 @@ from app.fetcher import Backoff, Fetcher
 from app.personal_data import found_in
 from app.sandbox.server import RunningSandbox
 from app.sandbox.world import Buyer
+from app.scheduler import Jobs
+from app.settings import Settings
 from projections.rebuild import rebuild
 from tests.projections.factory import project_all, table
 
@@ -216,3 +218,24 @@ async def test_redact_log_moves_old_personal_data_out_of_the_log_once(
         "SELECT payload FROM bunsync.event_log WHERE type = 'maintenance.log_redacted'"
     )
     assert (await log_redaction.redact_log(database_url)).rows == 0  # once: nothing left to rewrite
+
+
+async def test_the_daily_job_runs_on_one_replica_at_a_time(
+    pool: asyncpg.Pool,
+    admin: asyncpg.Connection,
+    database_url: str,
+    sandbox: RunningSandbox,
+    client: BunjangClient,
+) -> None:
+    done = _order(sandbox, _buyer("F6"), to="REFUNDED")
+    await _fetch(pool, client, done)
+    settings = Settings.from_env({"BUNSYNC_DATABASE_URL": database_url, "BUNSYNC_PII_RETENTION_DAYS": "1"})
+    jobs = Jobs(pool, database_url, client, settings, None)
+    async with db.service_connection(database_url) as other_replica:
+        assert await erasure.try_lock(other_replica)
+        assert await jobs.pii_retention() is False  # skipped: another replica holds the lock
+        assert await admin.fetchval("SELECT count(*) FROM reporting.erasures") == 0
+    assert await jobs.pii_retention() is True
+    assert (
+        await admin.fetchval("SELECT reason FROM reporting.erasures WHERE order_id = $1", done) == "retention"
+    )
