@@ -107,7 +107,33 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long to wait for the database to accept connections (default 30)",
     )
+    migrate.add_argument(
+        "--redact-log",
+        action="store_true",
+        help="one time, after upgrading every replica: take the buyer personal data out of log rows "
+        "written before this version (append-only is lifted for that one UPDATE; see README)",
+    )
     migrate.set_defaults(handler=commands.cmd_migrate)
+
+    forget = sub.add_parser(
+        "forget",
+        help="erase buyer personal data (by order, or every order past BUNSYNC_PII_RETENTION_DAYS)",
+        description="Erase the buyer personal data (name, phone, addresses) of orders, at once and for "
+        "good: later fetches of a forgotten order keep none. Idempotent; prints per order what it "
+        "erased (field names, never values); an order the log has never seen is reported, not an error. "
+        "Every erasure is recorded in reporting.erasures.",
+    )
+    which = forget.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--order", type=int, action="append", metavar="ORDER_ID", help="this order (repeatable)"
+    )
+    which.add_argument(
+        "--expired",
+        action="store_true",
+        help="every order whose items all reached a final status BUNSYNC_PII_RETENTION_DAYS ago "
+        "(the daily job's pass, now)",
+    )
+    forget.set_defaults(handler=commands.cmd_forget)
 
     sandbox = sub.add_parser(
         "sandbox",

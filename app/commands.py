@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 import uvloop
 
-from app import db, demo, fetcher, reconciler, service, status
+from app import db, demo, erasure, fetcher, log_redaction, reconciler, service, status
 from app.db import StorageUnavailable
 from app.embedded_pg import EmbeddedPostgres
 from app.migrations import latest_version
@@ -82,8 +82,44 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     with database(settings) as dsn:
         applied = _run_async(lambda stop: _migrated(dsn, args.wait))
-    print(f"bunsync: database schema is at version {latest_version()} ({applied} migrations applied now)")
+        print(f"bunsync: database schema is at version {latest_version()} ({applied} migrations applied now)")
+        if args.redact_log:
+            return _run_async(lambda stop: _redact_log(dsn))
     return 0
+
+
+async def _redact_log(dsn: str) -> int:
+    done = await log_redaction.redact_log(dsn)
+    print(
+        f"bunsync: redacted the personal data of {done.rows} log row(s) (append-only lifted for that one "
+        f"UPDATE, in one transaction); kept the newest personal data of {done.orders_kept} order(s) in "
+        "bunsync.personal_data; the log was vacuumed"
+    )
+    return 0
+
+
+def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
+    async def forget(stop: asyncio.Event) -> int:
+        await _migrated(dsn, 30.0)
+        pool = await db.create_pool(dsn, min_size=1, max_size=1)
+        try:
+            if args.expired:
+                outcomes = await erasure.forget_expired(pool, settings.pii_retention_days)
+            else:
+                outcomes = await erasure.forget(pool, args.order, "request")
+        finally:
+            await pool.close()
+        for outcome in outcomes:
+            print(f"bunsync: {outcome.describe()}")
+        if args.expired:
+            print(
+                f"bunsync: {len(outcomes)} order(s) past the {settings.pii_retention_days}-day retention "
+                "erased"
+            )
+        return 0
+
+    with database(settings) as dsn:
+        return _run_async(forget)
 
 
 def cmd_redrive(args: argparse.Namespace, settings: Settings) -> int:

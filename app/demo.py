@@ -5,12 +5,15 @@ duplicated and reordered; Get Order failing with 5xx and 429), and ``bunsync ser
 short reconcile interval); drives orders through their lifecycles; shows live progress; then waits until
 every item of ``reporting.order_item_status`` matches the sandbox's truth, and reports what the sandbox
 did, what bunsync recovered by reconciling, the time to converge and the mismatches (exit 1 if any).
+It ends by forgetting one order's buyer with the real ``bunsync forget`` and proving, with a data-only
+``pg_dump`` of the whole database, that none of that buyer's values is left (exit 1 otherwise).
 It stops everything it started.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import sys
@@ -25,6 +28,7 @@ import asyncpg
 import httpx
 import structlog
 
+from app import dump_scan, personal_data
 from app.embedded_pg import EmbeddedPostgres
 from app.sandbox.config import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, DEFAULT_WEBHOOK_SECRET
 
@@ -155,7 +159,7 @@ async def run_demo(options: DemoOptions, dsn: str, work: Path) -> int:
         recovered = await _scalar(dsn, "SELECT count(*) FROM bunsync.event_log WHERE type = 'order.listed'")
         code = _report(counters, recovered, mismatches, driven - started, converged - driven)
         await _show_examples(dsn)
-        return code
+        return code if await _forget_one(me, env, dsn) else 1
     finally:
         await _stop(serve)
         await _stop(sandbox)
@@ -237,6 +241,41 @@ async def _show_examples(dsn: str) -> None:
             _say(f"  {r['source']:<34} {r['n']:>5}")
     finally:
         await conn.close()
+
+
+async def _forget_one(me: list[str], env: dict[str, str], dsn: str) -> bool:
+    """Forget one order through the real ``bunsync forget`` and prove a whole-database dump clean."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT order_id, fields::text AS fields FROM bunsync.personal_data ORDER BY order_id"
+        )
+    finally:
+        await conn.close()
+    if not rows:
+        _say("no order holds personal data: nothing to forget")
+        return False
+    values = {r["order_id"]: set(personal_data.leaves(json.loads(r["fields"]))) for r in rows}
+    order_id = rows[0]["order_id"]
+    others = set().union(*(v for k, v in values.items() if k != order_id))
+    # Values another buyer shares (a common name) legitimately stay; zip codes are too short to tell.
+    own = sorted(v for v in values[order_id] - others if len(v.encode()) >= 6)
+    before = await dump_scan.scan(dsn, own)
+    proc = await asyncio.create_subprocess_exec(
+        *me, "forget", "--order", str(order_id), env=env, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    after = await dump_scan.scan(dsn, own)
+    _say("")
+    _say(f"bunsync forget --order {order_id}  (exit {proc.returncode})")
+    _say("  " + out.decode(errors="replace").strip())
+    _say(
+        f"data-only pg_dump of the whole database, {len(own)} of the buyer's values searched as text, "
+        f"bytea hex and JSON \\u escapes: {len(before)} found before, {len(after)} after"
+    )
+    clean = proc.returncode == 0 and len(before) == len(own) > 0 and not after
+    _say("  clean: no byte of the forgotten buyer's data is left" if clean else "  NOT CLEAN")
+    return clean
 
 
 async def _scalar(dsn: str, sql: str) -> int:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import structlog
 
-from app import event_log, metrics, sqlfiles
+from app import erasure, event_log, metrics, personal_data, sqlfiles
 from app.aio import wait_any
 from app.bunjang import errors
 from app.bunjang.client import BunjangClient
@@ -58,15 +58,16 @@ class Job:
     attempts: int
 
 
-def observed_event(order_id: int, raw: bytes) -> NewEvent:
-    """The log event for one Get Order answer. Every fetch is a new observation (never de-duplicated by
-    content): a repeated answer is what replaces a stale provisional webhook status."""
+def observed_event(order_id: int, facts_json: str) -> NewEvent:
+    """The log event for one Get Order answer (its order facts: personal data already taken out).
+    Every fetch is a new observation (never de-duplicated by content): a repeated answer is what
+    replaces a stale provisional webhook status."""
     return NewEvent(
         stream=f"order-{order_id}",
         type=TYPE_ORDER_OBSERVED,
         source=SOURCE,
         idempotency_key=f"get_order:{order_id}:{uuid.uuid4()}",
-        payload_json=raw.decode("utf-8"),
+        payload_json=facts_json,
     )
 
 
@@ -151,11 +152,30 @@ class Fetcher:
                 )
             await self._failed(job, f"{type(exc).__name__}: {exc}")
             return
-        async with self._pool.acquire() as conn, conn.transaction():
-            await event_log.append(conn, [observed_event(job.order_id, fetched.raw)])
-            await guard(conn.execute(_Q["complete"], job.order_id, job.generation))
+        try:
+            cut = self._split(fetched.raw)
+        except personal_data.Unsplittable as exc:
+            await self._failed(job, str(exc))
+            return
+        await self._record(job, cut)
         metrics.FETCH_DONE.inc()
         log.info("fetch_done", order_id=job.order_id, attempts=job.attempts)
+
+    def _split(self, raw: bytes) -> personal_data.Split:
+        """The answer cut into order facts and personal data (a method so that scripts/bench_fetch's
+        reference variant can log answers unsplit, as bunsync did before)."""
+        return personal_data.split(raw)
+
+    async def _record(self, job: Job, cut: personal_data.Split) -> None:
+        """In one transaction: log the order facts, keep the buyer's personal data apart (unless the
+        order was forgotten: :mod:`app.erasure`), remove the job."""
+        event = observed_event(job.order_id, cut.facts_json)
+        async with self._pool.acquire() as conn, conn.transaction():
+            appended = await event_log.append(conn, [event])
+            personal = cut.personal_json
+            if personal is not None and event.idempotency_key in appended.inserted:
+                await erasure.keep(conn, job.order_id, appended.inserted[event.idempotency_key], personal)
+            await guard(conn.execute(_Q["complete"], job.order_id, job.generation))
 
     async def _failed(self, job: Job, error: str) -> None:
         if job.attempts >= self._max_attempts:

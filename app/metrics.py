@@ -202,3 +202,19 @@ async def render(pool: asyncpg.Pool) -> bytes:
     except (StorageUnavailable, TimeoutError):
         _DATABASE.snapshot = None
     return generate_latest(REGISTRY)
+
+
+# --- buyer personal data (app/erasure.py) ---------------------------------------------------------
+
+PII_ERASURES = Counter(
+    "bunsync_pii_erasures",
+    "Orders whose buyer personal data this process erased, by reason (request, retention)",
+    ["reason"],
+    registry=REGISTRY,
+)
+PII_RETENTION_PASSES = Counter(
+    "bunsync_pii_retention_passes",
+    "Scheduled personal-data retention passes this process ran, by result (ok, failed)",
+    ["result"],
+    registry=REGISTRY,
+)

@@ -4,6 +4,9 @@
   replica at a time: the job takes a PostgreSQL advisory lock on its own connection and skips the tick
   if another replica holds it; if the holder dies its connection (and lock) goes, and the next tick
   elsewhere takes over.
+- ``pii_retention`` daily (first run a minute after start): erases the buyer personal data of orders
+  whose items all reached a final status ``BUNSYNC_PII_RETENTION_DAYS`` ago (:mod:`app.erasure`), by
+  one replica at a time (an advisory lock, as for reconcile).
 - ``fetch_retries`` every few seconds: wakes this process's fetch workers when failed fetches have
   waited out their backoff, so retries run on time.
 
@@ -21,7 +24,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
-from app import db, fetcher, reconciler
+from app import db, erasure, fetcher, metrics, reconciler
 from app.bunjang.client import BunjangClient
 from app.fetcher import Fetcher
 from app.settings import Settings
@@ -29,6 +32,10 @@ from app.settings import Settings
 log = structlog.get_logger(__name__)
 
 FETCH_RETRY_TICK_S = 5.0
+PII_RETENTION_INTERVAL_S = 24 * 3600
+#: The first retention pass waits this long after start, so a restart loop does not run it each time
+#: and start-up is not slowed by it.
+PII_RETENTION_FIRST_DELAY_S = 60
 
 
 class Jobs:
@@ -58,6 +65,12 @@ class Jobs:
             IntervalTrigger(seconds=self._settings.reconcile_interval_s),
             id="reconcile",
             next_run_time=datetime.now(UTC),
+        )
+        scheduler.add_job(
+            self.pii_retention,
+            IntervalTrigger(seconds=PII_RETENTION_INTERVAL_S),
+            id="pii_retention",
+            next_run_time=datetime.now(UTC) + timedelta(seconds=PII_RETENTION_FIRST_DELAY_S),
         )
         if self._fetch_workers is not None:
             scheduler.add_job(
@@ -102,6 +115,32 @@ class Jobs:
                 note="retried at the next tick",
             )
             return False
+        return True
+
+    async def pii_retention(self) -> bool:
+        """One retention tick; returns whether this process ran the pass."""
+        try:
+            async with db.service_connection(self._dsn) as lock_conn:
+                if not await erasure.try_lock(lock_conn):
+                    log.info("pii_retention_skipped", reason="another replica is running it")
+                    return False
+                try:
+                    await erasure.forget_expired(self._pool, self._settings.pii_retention_days)
+                finally:
+                    await erasure.unlock(lock_conn)
+        except asyncio.CancelledError:
+            log.info("pii_retention_cancelled")
+            return False
+        except Exception as exc:  # a job boundary: log, and the next tick tries again
+            metrics.PII_RETENTION_PASSES.labels(result="failed").inc()
+            log.error(
+                "pii_retention_failed",
+                error=f"{type(exc).__name__}: {exc}"[:500],
+                action="personal data past retention is not being erased: fix the cause, or run "
+                "bunsync forget --expired",
+            )
+            return False
+        metrics.PII_RETENTION_PASSES.labels(result="ok").inc()
         return True
 
     async def fetch_retries(self) -> None:

@@ -45,6 +45,8 @@ class Settings:
         log_format: ``console`` or ``json``.
         embedded_pg_user: as root, the system user that runs the embedded PostgreSQL
             (``BUNSYNC_PG_USER``; default ``postgres`` if it exists, else ``nobody``).
+        pii_retention_days: days after an order's last item reached a final status (per the API)
+            before its buyer's personal data is erased (``BUNSYNC_PII_RETENTION_DAYS``).
     """
 
     database_url: str | None
@@ -63,6 +65,7 @@ class Settings:
     fetch_max_attempts: int
     log_format: str
     embedded_pg_user: str | None
+    pii_retention_days: int = 90
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, is_tty: bool | None = None) -> Settings:
@@ -90,6 +93,7 @@ class Settings:
             fetch_max_attempts=r.get("BUNSYNC_FETCH_MAX_ATTEMPTS", "12", _positive_int),
             log_format=r.get("BUNSYNC_LOG_FORMAT", "console" if tty else "json", _log_format),
             embedded_pg_user=r.get("BUNSYNC_PG_USER", None, _optional),
+            pii_retention_days=r.get("BUNSYNC_PII_RETENTION_DAYS", "90", _retention_days),
         )
 
     def require_service_credentials(self) -> None:
@@ -158,6 +162,13 @@ def _positive_int(raw: str) -> int:
     value = _int(raw)
     if value <= 0:
         raise ValueError("must be a positive integer")
+    return value
+
+
+def _retention_days(raw: str) -> int:
+    value = _positive_int(raw)
+    if value > 36_500:
+        raise ValueError("must be a number of days between 1 and 36500")
     return value
 
 

@@ -18,6 +18,8 @@ from projections.rules import Observation
 WEBHOOK_STATUS_CHANGED = "webhook.order_status_changed.v1"
 ORDER_OBSERVED = "order.observed"
 ORDER_LISTED = "order.listed"
+#: Appended by erasure (:mod:`app.erasure`): the order's buyer personal data was destroyed.
+PERSONAL_DATA_ERASED = "order.personal_data_erased"
 #: Stored verbatim by ingest; never projected.
 WEBHOOK_UNRECOGNIZED = "webhook.unrecognized"
 
@@ -100,21 +102,11 @@ class Invoice(msgspec.Struct, frozen=True, rename="camel"):
     company_name: Text | None = None
 
 
-class Address(msgspec.Struct, frozen=True, rename="camel"):
-    """``data.delivery.address``: buyer personal data (stored apart, never logged)."""
-
-    name: Text | None = None
-    phone: Text | None = None
-    address1: Text | None = None
-    address2: Text | None = None
-    zip_code: Text | None = None
-
-
 class Delivery(msgspec.Struct, frozen=True, rename="camel"):
-    """``data.delivery``."""
+    """``data.delivery``. Its ``address`` is buyer personal data: the log holds only markers in its
+    place (:mod:`app.personal_data`), so no projection reads it."""
 
     invoice: Invoice | None = None
-    address: Address | None = None
     ship_done_at: datetime | None = None
 
 
@@ -130,6 +122,14 @@ class OrderObserved(msgspec.Struct, frozen=True, rename="camel"):
     """The payload of ``order.observed``: the Get Order body as returned."""
 
     data: OrderData
+
+
+class PersonalDataErased(msgspec.Struct, frozen=True, rename="camel"):
+    """The payload of ``order.personal_data_erased`` (no personal value, only what and why)."""
+
+    order_id: BigInt
+    reason: Text
+    erased: list[Text] = []
 
 
 class OrderListed(msgspec.Struct, frozen=True, rename="camel"):
@@ -162,6 +162,7 @@ _webhook = msgspec.json.Decoder(WebhookEnvelope)
 _observed = msgspec.json.Decoder(OrderObserved)
 _observed_items = msgspec.json.Decoder(_ObservedItemsOnly)
 _listed = msgspec.json.Decoder(OrderListed)
+_erased = msgspec.json.Decoder(PersonalDataErased)
 
 
 class UndecodableEvent(ValueError):
@@ -184,6 +185,11 @@ def utc(value: datetime | None) -> datetime | None:
 def decode_order_observed(event: RecordedEvent) -> OrderObserved:
     """The Get Order body of an ``order.observed`` event."""
     return _observed.decode(_payload(event))
+
+
+def decode_personal_data_erased(event: RecordedEvent) -> PersonalDataErased:
+    """The payload of an ``order.personal_data_erased`` event."""
+    return _erased.decode(_payload(event))
 
 
 def observations(event: RecordedEvent) -> list[Observation]:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from app.sandbox import lifecycle
+from app.sandbox.buyers import buyer_fields
 from app.sandbox.clock import SimClock
 
 _MS = timedelta(milliseconds=1)
@@ -168,14 +169,8 @@ class World:
         order_id = self._next_order_id
         self._next_order_id += 1
         seller = rng.randint(10_000, 99_999)
-        n = rng.randint(0, 9999)
-        buyer = Buyer(
-            name=f"구매자{n:04d}",
-            phone=f"010-{rng.randint(1000, 9999)}-{n:04d}",
-            address1=f"서울특별시 마포구 월드컵로 {rng.randint(1, 300)}",
-            address2=f"{rng.randint(1, 20)}층 {rng.randint(1, 10)}호",
-            zip_code=f"{rng.randint(10_000, 63_999):05d}",
-        )
+        name, phone, address1, address2, zip_code = buyer_fields(rng)
+        buyer = Buyer(name=name, phone=phone, address1=address1, address2=address2, zip_code=zip_code)
         at = self.stamp()
         items: list[Item] = []
         for _ in range(count):

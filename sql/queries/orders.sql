@@ -27,16 +27,14 @@ ON CONFLICT (order_id) DO UPDATE SET
     synced_at = excluded.synced_at
 WHERE o.last_position < excluded.last_position;
 
--- name: upsert_addresses
--- Write buyer addresses (personal data), one array per column: $1 order_id, $2 name, $3 phone,
--- $4 address1, $5 address2, $6 zip_code, $7 last_position. Older observations never replace newer.
-INSERT INTO order_addresses AS a (order_id, name, phone, address1, address2, zip_code, last_position)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
+-- name: mark_erased
+-- Mark orders' buyer personal data as erased, one array per column: $1 order_id, $2 erased_at (the
+-- erasure event's recorded_at), $3 reason. The first erasure's time and reason stay. An order never
+-- observed yet gets a row of its own with last_position 0 ("no observation yet"), so that any
+-- observation, even one that commits after the erasure with a lower position, fills in its facts.
+INSERT INTO orders AS o (order_id, personal_data_erased_at, personal_data_erasure_reason, last_position, synced_at)
+SELECT order_id, erased_at, reason, 0, erased_at
+FROM unnest($1::bigint[], $2::timestamptz[], $3::text[]) AS i(order_id, erased_at, reason)
 ON CONFLICT (order_id) DO UPDATE SET
-    name = excluded.name,
-    phone = excluded.phone,
-    address1 = excluded.address1,
-    address2 = excluded.address2,
-    zip_code = excluded.zip_code,
-    last_position = excluded.last_position
-WHERE a.last_position < excluded.last_position;
+    personal_data_erased_at = coalesce(o.personal_data_erased_at, excluded.personal_data_erased_at),
+    personal_data_erasure_reason = coalesce(o.personal_data_erasure_reason, excluded.personal_data_erasure_reason);

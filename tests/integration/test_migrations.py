@@ -74,9 +74,10 @@ async def test_reporting_role_reads_the_reporting_schema_and_nothing_else(admin:
         "sync_health",
         "status_counts",
         "time_in_status",
+        "erasures",
     ):
         await admin.fetch(f"SELECT * FROM reporting.{view} LIMIT 1")
-    assert "bunsync.event_log" in tables and "bunsync.order_addresses" in tables
+    assert "bunsync.event_log" in tables and "bunsync.personal_data" in tables
     for table in tables:
         try:
             await admin.fetch(f"SELECT 1 FROM {table} LIMIT 1")
