@@ -66,7 +66,9 @@ def split(raw: bytes) -> Split:
 
     Raises :class:`Unsplittable` if ``raw`` is not JSON or is nested too deeply to walk.
     """
-    if b"ddress" not in raw:  # neither "address" nor "…Address": nothing to take out, nothing to copy
+    # Fast path: neither "address" nor "…Address" can be in the answer. Any backslash defeats it, since
+    # a key may be spelled with JSON escapes ("addr\u0065ss").
+    if b"ddress" not in raw and b"\\" not in raw:
         return Split(facts_json=raw.decode("utf-8"), personal={})
     try:
         doc = _decoder.decode(raw)

@@ -153,3 +153,10 @@ def test_split_never_leaves_a_personal_value_and_round_trips_the_rest(doc: Any) 
             node = node[int(p)] if isinstance(node, list) else node[p]
         node[last] = value
     assert facts == {"data": doc}
+
+
+def test_a_key_spelled_with_json_escapes_is_still_found() -> None:
+    raw = b'{"data": {"delivery": {"addr\\u0065ss": {"name": "\\uae40\\ubbfc\\uc218"}}}}'
+    result = split(raw)
+    assert result.personal == {"/data/delivery/address": {"name": "김민수"}}
+    assert "김민수" not in result.facts_json and "\\uae40" not in result.facts_json
