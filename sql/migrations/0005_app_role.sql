@@ -33,11 +33,15 @@ BEGIN
         ALTER ROLE bunsync_app LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
     END IF;
     -- INHERIT: the service's grants apply without a SET ROLE, so no session state has to survive
-    -- asyncpg's RESET ALL on pool release.
-    GRANT bunsync_service TO bunsync_app;
-    -- PUBLIC has CONNECT by default; a DBA who revoked it still lets the service in. (A migrating role
-    -- that does not own the database gets a warning here, not an error.)
-    EXECUTE format('GRANT CONNECT ON DATABASE %I TO bunsync_app', current_database());
+    -- asyncpg's RESET ALL on pool release. Granted only when missing: GRANT checks the caller's right
+    -- to grant even when there is nothing to do, and a role a DBA set up must not need it.
+    IF NOT pg_has_role('bunsync_app', 'bunsync_service', 'MEMBER') THEN
+        GRANT bunsync_service TO bunsync_app;
+    END IF;
+    -- PUBLIC has CONNECT by default; a DBA who revoked it still lets the service in.
+    IF NOT has_database_privilege('bunsync_app', current_database(), 'CONNECT') THEN
+        EXECUTE format('GRANT CONNECT ON DATABASE %I TO bunsync_app', current_database());
+    END IF;
 END $$;
 
 -- Set bunsync_app's password from a SCRAM-SHA-256 verifier computed by bunsync (app/db_roles.py), so the

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from pytest_postgresql.executors import PostgreSQLExecutor
 
-from app import db, db_roles, migrations
+from app import db, db_roles, migrations, service
 from app.db_roles import APP_ROLE, RoleError
 from tests.pg_hba import password_required
 
@@ -201,3 +201,39 @@ async def test_the_scram_verifier_is_the_one_postgresql_computes(
     stored = str(await admin.fetchval("SELECT rolpassword FROM pg_authid WHERE rolname = $1", login_role))
     salt = base64.b64decode(stored.split("$")[1].split(":")[1])
     assert db_roles.scram_verifier("pencil", salt=salt) == stored
+
+
+async def test_serve_given_bunsync_app_itself_checks_the_schema_instead_of_migrating(
+    database_url: str, empty_database_url: str
+) -> None:
+    # The deployment where serve never holds the owner's credentials: migrate runs apart, as the owner.
+    app_dsn = db_roles.with_login(database_url, APP_ROLE, None)
+    assert await service.prepare(app_dsn, None, wait_s=5) == app_dsn
+    with pytest.raises(migrations.MigrationError, match="migrate as the owner"):
+        await service.prepare(db_roles.with_login(empty_database_url, APP_ROLE, None), None, wait_s=5)
+
+
+async def test_an_owner_that_is_not_a_superuser_migrates_and_serve_still_switches(
+    admin: asyncpg.Connection, empty_database_url: str, login_role: str
+) -> None:
+    # README's external-database setup: an owner with CREATEROLE, owning the database.
+    dbname = empty_database_url.rsplit("/", 1)[1]
+    await admin.execute(f"ALTER ROLE {login_role} CREATEROLE")
+    await admin.execute(f"ALTER DATABASE {dbname} OWNER TO {login_role}")
+    owner_dsn = db_roles.with_login(empty_database_url, login_role, None)
+    try:
+        applied = await service.migrate(owner_dsn, wait_s=5, app_password="app-pw")
+        assert applied == [m.version for m in migrations.available()]
+        rights = await db_roles.inspect(owner_dsn)
+        assert not rights.superuser and rights.becomes_owner
+        app_dsn = await db_roles.service_dsn(owner_dsn, None)  # trust here; the password was set anyway
+        assert app_dsn.startswith("postgresql://bunsync_app@")
+        async with db.admin_connection(app_dsn) as conn:
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(f"SET ROLE {login_role}")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute("ALTER TABLE bunsync.event_log DISABLE TRIGGER event_log_append_only")
+    finally:
+        async with db.admin_connection(empty_database_url) as conn:
+            await conn.execute(f"REASSIGN OWNED BY {login_role} TO CURRENT_USER")
+        await admin.execute("ALTER ROLE bunsync_app PASSWORD NULL")
