@@ -73,13 +73,16 @@ async def prepare(dsn: str, app_password: str | None, *, wait_s: float = 60.0) -
     rights = await db.retry_until_available(
         lambda: db_roles.inspect(dsn), deadline_s=wait_s, on_wait=_waiting
     )
+    applied: list[int] = []
     if rights.can_migrate:
         applied = await migrate(dsn, wait_s=wait_s, app_password=app_password)
-        log.info("database_ready", migrations_applied=applied, schema_version=migrations.latest_version())
     else:
         async with db.admin_connection(dsn) as conn:
             await migrations.require_current(conn)
-    return await db_roles.service_dsn(dsn, app_password)
+    log.info("database_ready", migrations_applied=applied, schema_version=migrations.latest_version())
+    return await db.retry_until_available(
+        lambda: db_roles.service_dsn(dsn, app_password), deadline_s=wait_s, on_wait=_waiting
+    )
 
 
 async def run(settings: Settings, dsn: str, roles: Roles, stop: asyncio.Event) -> int:
