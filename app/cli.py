@@ -20,6 +20,7 @@ import structlog
 from app import commands, logs, status
 from app.commands import EXIT_CONFIG, CommandError
 from app.db import StorageUnavailable
+from app.db_roles import RoleError
 from app.embedded_pg import EmbeddedPostgresError
 from app.migrations import MigrationError
 from app.sandbox import cli as sandbox_cli
@@ -262,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         _fail(f"database unavailable ({exc}): check {where} and that PostgreSQL is running", 1)
     except MigrationError as exc:
         _fail(f"migration error: {exc}", 1)
+    except RoleError as exc:
+        _fail(f"database role error: {exc}", 1)
     except CommandError as exc:
         _fail(str(exc), exc.code)
     except (_Stop, KeyboardInterrupt):

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 import uvloop
 
-from app import db, demo, erasure, fetcher, log_redaction, reconciler, service, status
+from app import db, db_roles, demo, erasure, fetcher, log_redaction, reconciler, service, status
 from app.db import StorageUnavailable
 from app.embedded_pg import EmbeddedPostgres
 from app.migrations import latest_version
@@ -80,8 +80,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    async def run(stop: asyncio.Event) -> int:
+        return len(await service.migrate(dsn, wait_s=args.wait, app_password=settings.app_password))
+
     with database(settings) as dsn:
-        applied = _run_async(lambda stop: _migrated(dsn, args.wait))
+        applied = _run_async(run)
         print(f"bunsync: database schema is at version {latest_version()} ({applied} migrations applied now)")
         if args.redact_log:
             return _run_async(lambda stop: _redact_log(dsn))
@@ -100,8 +103,8 @@ async def _redact_log(dsn: str) -> int:
 
 def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
     async def forget(stop: asyncio.Event) -> int:
-        await _migrated(dsn, 30.0)
-        pool = await db.create_pool(dsn, min_size=1, max_size=1)
+        service_dsn = await _service_dsn(dsn, settings, 30.0)
+        pool = await db.create_pool(service_dsn, min_size=1, max_size=1)
         try:
             if args.expired:
                 outcomes = await erasure.forget_expired(pool, settings.pii_retention_days)
@@ -124,7 +127,8 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_redrive(args: argparse.Namespace, settings: Settings) -> int:
     async def redrive(stop: asyncio.Event) -> int:
-        pool = await db.create_pool(dsn, min_size=1, max_size=1)
+        service_dsn = await _service_dsn(dsn, settings, args.wait)
+        pool = await db.create_pool(service_dsn, min_size=1, max_size=1)
         try:
             requeued = await fetcher.redrive(pool, args.order or None)
         finally:
@@ -134,20 +138,25 @@ def cmd_redrive(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     with database(settings) as dsn:
-        _run_async(lambda stop: _migrated(dsn, args.wait))
         return _run_async(redrive)
 
 
-async def _migrated(dsn: str, wait_s: float) -> int:
-    """Make sure the schema is current (a one-off command may be the first to meet a new database)."""
-    return len(await service.migrate(dsn, wait_s=wait_s))
+async def _service_dsn(dsn: str, settings: Settings, wait_s: float) -> str:
+    """Make sure the schema is current (a one-off command may be the first to meet a new database),
+    and return the DSN of the service's own login: commands that need only the service's rights run
+    with no more (app.db_roles)."""
+    return await service.prepare(dsn, settings.app_password, wait_s=wait_s)
 
 
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     async def reconcile(stop: asyncio.Event) -> int:
-        pool = await db.create_pool(dsn, min_size=1, max_size=4)
+        service_dsn = await _service_dsn(dsn, settings, 30.0)
+        pool = await db.create_pool(service_dsn, min_size=1, max_size=4)
         try:
-            async with service.bunjang_client(settings) as client, db.service_connection(dsn) as lock_conn:
+            async with (
+                service.bunjang_client(settings) as client,
+                db.service_connection(service_dsn) as lock_conn,
+            ):
                 if not await reconciler.try_lock(lock_conn):
                     print(
                         "bunsync: another reconcile pass is running; waiting for it to finish",
@@ -181,19 +190,19 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     if args.since and args.until and args.since > args.until:
         _fail("--since must be before --until", EXIT_CONFIG)
     with database(settings) as dsn:
-        _run_async(lambda stop: _migrated(dsn, 30.0))
         return _run_async(reconcile)
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     async def report(stop: asyncio.Event) -> int:
         try:
-            pool = await db.create_pool(dsn, min_size=1, max_size=1)
+            # Read-only and the service's rights suffice: its own login, never the owner's.
+            pool = await db.create_pool(await db_roles.service_dsn(dsn, settings.app_password), max_size=1)
             try:
                 snapshot = await status.collect(pool)
             finally:
                 await pool.close()
-        except StorageUnavailable as exc:
+        except (StorageUnavailable, db_roles.RoleError) as exc:
             if args.json:
                 sys.stdout.buffer.write(status.encode_unreachable(str(exc)) + b"\n")
             else:
@@ -218,7 +227,15 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     async def rebuild(stop: asyncio.Event) -> int:
-        await _migrated(dsn, 30.0)
+        # The one command that keeps the owner's login: the swap moves the owner's tables (DDL).
+        rights = await db_roles.inspect(dsn)
+        if not rights.can_migrate:
+            _fail(
+                f"rebuild swaps tables, so it needs the owner's DSN; role {rights.login} does not own "
+                "them: run it with the BUNSYNC_DATABASE_URL that 'bunsync migrate' uses",
+                1,
+            )
+        await service.migrate(dsn, wait_s=30.0, app_password=settings.app_password)
         await projections_rebuild.rebuild(dsn, args.projection or None, progress=True)
         return 0
 
@@ -231,8 +248,8 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_retry_parked(args: argparse.Namespace, settings: Settings) -> int:
     async def retry(stop: asyncio.Event) -> int:
-        await _migrated(dsn, 30.0)
-        count = await projections_engine.retry_parked(dsn, args.projection)
+        service_dsn = await _service_dsn(dsn, settings, 30.0)
+        count = await projections_engine.retry_parked(service_dsn, args.projection)
         print(f"bunsync: {count} parked event(s) retried (or handed to the active projector)")
         return 0
 

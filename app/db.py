@@ -18,7 +18,6 @@ from asyncpg.pool import PoolConnectionProxy
 
 T = TypeVar("T")
 
-SERVICE_ROLE = "bunsync_service"
 # Shown in pg_stat_activity: which bunsync process holds a connection (and so a lock).
 _APPLICATION_NAME = f"bunsync:{socket.gethostname()}:{os.getpid()}"[:63]
 
@@ -67,10 +66,12 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 async def create_pool(
     dsn: str, *, min_size: int = 1, max_size: int = 10, keep_session: bool = False
 ) -> asyncpg.Pool:
-    """A pool whose connections act as the least-privileged service role.
+    """A pool of connections as ``dsn``'s login role; raises :class:`StorageUnavailable` if the first
+    connections cannot be made.
 
-    The role is a startup parameter, so asyncpg's ``RESET ALL`` on release returns to it, not to the
-    login role. It raises :class:`StorageUnavailable` if the first connections cannot be made.
+    The service passes the DSN of its least-privileged login role (``app.db_roles.service_dsn``), so no
+    session needs a startup ``role`` and asyncpg's ``RESET ALL``/``RESET ROLE`` on release lands on a
+    role that cannot lift the log's protection.
     ``keep_session``: skip the reset query on release, for users that leave no session state.
     """
     try:
@@ -78,7 +79,7 @@ async def create_pool(
             dsn,
             min_size=min_size,
             max_size=max_size,
-            server_settings={"role": SERVICE_ROLE, "application_name": _APPLICATION_NAME},
+            server_settings={"application_name": _APPLICATION_NAME},
             # The service prepares few statements; caching them is a large win for the ingest path.
             statement_cache_size=256,
             timeout=10,
@@ -93,28 +94,26 @@ async def create_pool(
 
 @asynccontextmanager
 async def admin_connection(dsn: str, *, connect_timeout_s: float = 10) -> AsyncIterator[asyncpg.Connection]:
-    """A single connection as the login role itself (migrations, role checks, rebuild swaps)."""
-    async with _single_connection(dsn, {}, connect_timeout_s) as conn:
+    """A single connection as ``dsn``'s login role, for the owner's work (migrations, role checks,
+    rebuild swaps) when ``dsn`` is the owner's."""
+    async with _single_connection(dsn, connect_timeout_s) as conn:
         yield conn
 
 
 @asynccontextmanager
 async def service_connection(dsn: str, *, connect_timeout_s: float = 10) -> AsyncIterator[asyncpg.Connection]:
-    """A single connection acting as the service role, outside any pool (e.g. for LISTEN, or to hold
-    a session-level advisory lock for as long as the connection lives)."""
-    async with _single_connection(dsn, {"role": SERVICE_ROLE}, connect_timeout_s) as conn:
+    """A single connection for the service's work outside any pool (e.g. for LISTEN, or to hold a
+    session-level advisory lock for as long as the connection lives); ``dsn`` is the service's
+    (``app.db_roles.service_dsn``), so it logs in as the service's unprivileged role."""
+    async with _single_connection(dsn, connect_timeout_s) as conn:
         yield conn
 
 
 @asynccontextmanager
-async def _single_connection(
-    dsn: str, settings: dict[str, str], connect_timeout_s: float
-) -> AsyncIterator[asyncpg.Connection]:
+async def _single_connection(dsn: str, connect_timeout_s: float) -> AsyncIterator[asyncpg.Connection]:
     try:
         conn = await asyncpg.connect(
-            dsn,
-            timeout=connect_timeout_s,
-            server_settings={**settings, "application_name": _APPLICATION_NAME},
+            dsn, timeout=connect_timeout_s, server_settings={"application_name": _APPLICATION_NAME}
         )
     except _UNAVAILABLE as exc:
         raise StorageUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc

@@ -4,6 +4,12 @@ It lives under ``BUNSYNC_DATA_DIR`` (``pg/`` holds the cluster, ``run/`` its uni
 its log), listens on that socket only (no TCP port to collide with), and is initialised on first use
 with the local PostgreSQL binaries. PostgreSQL refuses to run as root, so as root the server runs as an
 unprivileged system user (``postgres`` if it exists, else ``nobody``; ``BUNSYNC_PG_USER`` overrides).
+
+Authentication is ``trust``, and safe as such: there is no TCP listener, and the socket's folder ``run/``
+is ``0700``, so only bunsync's own user (and root) can reach it. Two roles log in through it: ``bunsync``,
+the superuser that owns the database and migrates, and ``bunsync_app`` (created by ``migrate``), as which
+every session of the running service logs in (``app.db_roles``), so none of them can lift the log's
+protection.
 """
 
 from __future__ import annotations

@@ -2,7 +2,10 @@
 
 Migrations are applied in order, each in its own transaction, recorded in ``bunsync.schema_migrations``
 with a checksum, under an advisory lock so replicas starting together do not race. After them, every
-``sql/views/*.sql`` file is (re)applied in one transaction: views are definitions, not history.
+``sql/views/*.sql`` file is (re)applied in one transaction: views are definitions, not history. Last,
+the service's login role ``bunsync_app`` is (re)asserted (roles are cluster-wide, so a migration that ran
+once per database cannot keep it right) and, when ``BUNSYNC_APP_PASSWORD`` is set, its password is set
+from a SCRAM verifier computed here (the password itself never reaches the server).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
-from app import sqlfiles
+from app import db_roles, sqlfiles
 from app.db import Connection
 
 log = structlog.get_logger(__name__)
@@ -68,8 +71,30 @@ async def current_version(conn: Connection) -> int:
     return max((r["version"] for r in rows), default=0)
 
 
-async def migrate(conn: asyncpg.Connection) -> list[int]:
-    """Apply pending migrations and re-apply the views; return the versions applied now."""
+async def require_current(conn: Connection) -> None:
+    """Raise :class:`MigrationError` unless the schema is at the version this code expects (for a role
+    that cannot migrate, e.g. ``serve`` given an unprivileged DSN)."""
+    have, want = await current_version(conn), latest_version()
+    if have != want:
+        raise MigrationError(
+            f"the database schema is at version {have}, this bunsync needs {want}, and the DSN's role "
+            "cannot migrate: run 'bunsync migrate' with the owner's BUNSYNC_DATABASE_URL first"
+        )
+
+
+async def migrate(conn: asyncpg.Connection, *, app_password: str | None = None) -> list[int]:
+    """Apply pending migrations, re-apply the views and (re)assert ``bunsync_app`` (with
+    ``app_password`` as its password, when given); return the versions applied now."""
+    try:
+        return await _migrate(conn, app_password)
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise MigrationError(
+            f"the DSN's role lacks a privilege migrations need ({exc}): migrate as the owner, a role "
+            "that can create roles, schemas in this database and tables (see README 'Database roles')"
+        ) from None
+
+
+async def _migrate(conn: asyncpg.Connection, app_password: str | None) -> list[int]:
     q = sqlfiles.queries("migrations")
     await conn.execute(q["lock"])
     try:
@@ -98,6 +123,18 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
         async with conn.transaction():
             for view in sqlfiles.files("views"):
                 await conn.execute(view.text)
+        await _app_role(conn, app_password)
         return done
     finally:
         await conn.execute(q["unlock"])
+
+
+async def _app_role(conn: asyncpg.Connection, app_password: str | None) -> None:
+    """Re-assert ``bunsync_app`` (created by migration 0005) and set its password if one is given."""
+    q = sqlfiles.queries("roles")
+    async with conn.transaction():
+        await conn.execute(q["ensure_app_role"])
+        if app_password is not None:
+            # A verifier, never the password: safe in the statement log with its parameters.
+            await conn.execute(q["set_app_password"], db_roles.scram_verifier(app_password))
+            log.info("app_role_password_set", role=db_roles.APP_ROLE)

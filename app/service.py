@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import structlog
 import uvicorn
 
-from app import db, migrations
+from app import db, db_roles, migrations
 from app.bunjang.client import BunjangClient
 from app.fetcher import Fetcher
 from app.http import Services, create_app
@@ -52,22 +52,45 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def migrate(dsn: str, *, wait_s: float = 60.0) -> list[int]:
-    """Apply migrations, waiting up to ``wait_s`` for the database to accept connections."""
+def _waiting(error: str) -> None:
+    log.warning("database_waiting", error=error)
+
+
+async def migrate(dsn: str, *, wait_s: float = 60.0, app_password: str | None = None) -> list[int]:
+    """Apply migrations as ``dsn``'s role (the owner), waiting up to ``wait_s`` for the database to
+    accept connections; ``app_password``: set ``bunsync_app``'s password too."""
 
     async def attempt() -> list[int]:
         async with db.admin_connection(dsn) as conn:
-            return await migrations.migrate(conn)
+            return await migrations.migrate(conn, app_password=app_password)
 
+    return await db.retry_until_available(attempt, deadline_s=wait_s, on_wait=_waiting)
+
+
+async def prepare(dsn: str, app_password: str | None, *, wait_s: float = 60.0) -> str:
+    """Bring the schema up to date (if ``dsn``'s role may migrate; else check it is current) and return
+    the DSN the service's sessions use: never one that could lift the log's protection (app.db_roles)."""
+    rights = await db.retry_until_available(
+        lambda: db_roles.inspect(dsn), deadline_s=wait_s, on_wait=_waiting
+    )
+    applied: list[int] = []
+    if rights.can_migrate:
+        applied = await migrate(dsn, wait_s=wait_s, app_password=app_password)
+    else:
+        async with db.admin_connection(dsn) as conn:
+            await migrations.require_current(conn)
+    log.info("database_ready", migrations_applied=applied, schema_version=migrations.latest_version())
     return await db.retry_until_available(
-        attempt, deadline_s=wait_s, on_wait=lambda e: log.warning("database_waiting", error=e)
+        lambda: db_roles.service_dsn(dsn, app_password), deadline_s=wait_s, on_wait=_waiting
     )
 
 
 async def run(settings: Settings, dsn: str, roles: Roles, stop: asyncio.Event) -> int:
-    """Run the service until ``stop`` is set or a task dies; return the process exit code."""
-    applied = await migrate(dsn)
-    log.info("database_ready", migrations_applied=applied, schema_version=migrations.latest_version())
+    """Run the service until ``stop`` is set or a task dies; return the process exit code.
+
+    ``dsn`` is the owner's (it migrates); every session of the service then logs in as the role
+    :func:`prepare` returns."""
+    dsn = await prepare(dsn, settings.app_password)
     pool = await db.create_pool(dsn, min_size=2, max_size=max(10, settings.fetch_concurrency + 6))
     tasks: dict[str, asyncio.Task[None]] = {}
     server: _Server | None = None

@@ -10,7 +10,7 @@ import base64
 import binascii
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -47,6 +47,9 @@ class Settings:
             (``BUNSYNC_PG_USER``; default ``postgres`` if it exists, else ``nobody``).
         pii_retention_days: days after an order's last item reached a final status (per the API)
             before its buyer's personal data is erased (``BUNSYNC_PII_RETENTION_DAYS``).
+        app_password: password of ``bunsync_app``, the service's login role (``BUNSYNC_APP_PASSWORD``;
+            ``None``: trust/peer authentication or ``.pgpass``). ``migrate`` sets it; the service logs in
+            with it when the DSN's role is privileged (``app.db_roles``). Never shown in a repr or a log.
     """
 
     database_url: str | None
@@ -65,7 +68,8 @@ class Settings:
     fetch_max_attempts: int
     log_format: str
     embedded_pg_user: str | None
-    pii_retention_days: int = 90
+    pii_retention_days: int
+    app_password: str | None = field(repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, is_tty: bool | None = None) -> Settings:
@@ -94,6 +98,7 @@ class Settings:
             log_format=r.get("BUNSYNC_LOG_FORMAT", "console" if tty else "json", _log_format),
             embedded_pg_user=r.get("BUNSYNC_PG_USER", None, _optional),
             pii_retention_days=r.get("BUNSYNC_PII_RETENTION_DAYS", "90", _retention_days),
+            app_password=r.get("BUNSYNC_APP_PASSWORD", None, _password),
         )
 
     def require_service_credentials(self) -> None:
@@ -123,7 +128,7 @@ class _Reader:
 
 
 def _shown(name: str, raw: str) -> str:
-    if "SECRET" in name or "DATABASE_URL" in name:
+    if "SECRET" in name or "DATABASE_URL" in name or "PASSWORD" in name:
         return "a value that is not shown"
     return repr(raw)
 
@@ -136,6 +141,16 @@ def _nonempty(raw: str) -> str:
 
 def _optional(raw: str) -> str | None:
     return raw.strip() or None
+
+
+def _password(raw: str) -> str | None:
+    # Printable ASCII: PostgreSQL's SASLprep leaves it as is, so the SCRAM verifier bunsync computes
+    # (app/db_roles.py) matches what the server and the driver compute. Not stripped: spaces may be meant.
+    if raw == "":
+        return None
+    if not all(" " <= c <= "~" for c in raw):
+        raise ValueError("must be printable ASCII (e.g. openssl rand -base64 32)")
+    return raw
 
 
 def _dsn(raw: str) -> str | None:

@@ -19,7 +19,7 @@ from pytest_postgresql import factories
 from pytest_postgresql.executors import PostgreSQLExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from app import db, migrations
+from app import db, db_roles, migrations
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,9 +78,16 @@ def empty_database_url(postgresql_proc: PostgreSQLExecutor) -> Iterator[str]:
 
 
 @pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    """A service pool (acting as bunsync_service) on this test's database."""
-    p = await db.create_pool(database_url, min_size=1, max_size=20)
+async def service_url(database_url: str) -> str:
+    """The DSN the service's sessions use on this test's database: ``bunsync_app``, as ``serve`` logs in
+    (the test cluster trusts local logins, like the embedded one)."""
+    return await db_roles.service_dsn(database_url, None)
+
+
+@pytest.fixture
+async def pool(service_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A service pool on this test's database, logged in as ``serve``'s pools are (``bunsync_app``)."""
+    p = await db.create_pool(service_url, min_size=1, max_size=20)
     try:
         yield p
     finally:

@@ -39,6 +39,11 @@ def _postmaster_running(data_dir: Path) -> bool:
 
 
 def _events(data_dir: Path) -> str:
+    return _query(data_dir, "SELECT string_agg(event_id, ',') FROM reporting.webhook_events")
+
+
+def _query(data_dir: Path, sql: str) -> str:
+    """One value, read as the cluster's owner over its private socket."""
     return subprocess.run(
         [
             "psql",
@@ -49,7 +54,7 @@ def _events(data_dir: Path) -> str:
             "-d",
             "bunsync",
             "-tAc",
-            "SELECT string_agg(event_id, ',') FROM reporting.webhook_events",
+            sql,
         ],
         capture_output=True,
         text=True,
@@ -79,6 +84,12 @@ def test_embedded_cluster_starts_stops_on_sigterm_and_keeps_data(
     )
     assert r.status_code == 204
     assert _postmaster_running(data_dir)
+    # The embedded cluster's owner is a superuser: serve's own sessions are bunsync_app's, not its.
+    logins = (
+        "SELECT string_agg(DISTINCT usename, ',') FROM pg_stat_activity "
+        "WHERE application_name LIKE 'bunsync:%'"
+    )
+    assert _query(data_dir, logins) == "bunsync_app"
     assert first.stop(signal.SIGTERM) == 0
     assert not _postmaster_running(data_dir), "SIGTERM must stop the embedded PostgreSQL"
     assert not list((data_dir / "run").glob(".s.PGSQL.*")), "the socket must be gone"

@@ -51,7 +51,7 @@ async def test_log_refuses_change_even_for_the_owner(
 
 async def test_service_role_has_only_select_and_insert_on_the_log(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
-        assert await conn.fetchval("SELECT current_user") == "bunsync_service"
+        assert await conn.fetchval("SELECT current_user") == "bunsync_app"
         for privilege in ("UPDATE", "DELETE", "TRUNCATE"):
             assert not await conn.fetchval(
                 "SELECT has_table_privilege('bunsync.event_log', $1)", privilege

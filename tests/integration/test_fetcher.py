@@ -191,12 +191,12 @@ async def test_a_webhook_during_the_fetch_keeps_the_job_due(
 
 
 async def test_workers_in_two_processes_fetch_each_order_once(
-    database_url: str, admin: asyncpg.Connection, sandbox: RunningSandbox, client: BunjangClient
+    service_url: str, admin: asyncpg.Connection, sandbox: RunningSandbox, client: BunjangClient
 ) -> None:
     from app import db
 
     orders = [c.order_id for c in sandbox.sandbox.create_orders(40)]
-    pools = [await db.create_pool(database_url, max_size=6) for _ in range(2)]
+    pools = [await db.create_pool(service_url, max_size=6) for _ in range(2)]
     try:
         await _enqueue(pools[0], *orders)
         stop = asyncio.Event()

@@ -60,14 +60,14 @@ async def test_a_pass_that_fails_midway_does_not_move_the_watermark(
 
 
 async def test_two_replicas_never_reconcile_at_once(
-    database_url: str, admin: asyncpg.Connection, sandbox: RunningSandbox, client: BunjangClient
+    service_url: str, admin: asyncpg.Connection, sandbox: RunningSandbox, client: BunjangClient
 ) -> None:
     sandbox.sandbox.create_orders(3)
     sandbox.sandbox.faults.update({"apiLatencyS": 0.5})
     settings = Settings.from_env({}, is_tty=False)
-    pools = [await db.create_pool(database_url, max_size=3) for _ in range(2)]
+    pools = [await db.create_pool(service_url, max_size=3) for _ in range(2)]
     try:
-        replicas = [Jobs(p, database_url, client, settings, None) for p in pools]
+        replicas = [Jobs(p, service_url, client, settings, None) for p in pools]
         ran = await asyncio.gather(*(r.reconcile() for r in replicas))
         assert sorted(ran) == [False, True]
         assert await admin.fetchval("SELECT count(*) FROM bunsync.reconcile_passes") == 1

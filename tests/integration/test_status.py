@@ -8,7 +8,7 @@ import asyncpg
 import msgspec
 import pytest
 
-from app import db, event_log, status
+from app import db, db_roles, event_log, status
 from app.event_log import NewEvent
 from app.status import Verdict
 from projections import engine
@@ -194,12 +194,12 @@ async def test_a_redriven_fetch_and_a_successful_reconcile_make_it_healthy_again
 async def test_the_service_role_can_read_everything_status_needs(pool: asyncpg.Pool) -> None:
     # Every other test reads through this pool too; a missing grant raises InsufficientPrivilegeError.
     async with pool.acquire() as conn:
-        assert await conn.fetchval("SELECT current_user") == db.SERVICE_ROLE
+        assert await conn.fetchval("SELECT current_user") == db_roles.APP_ROLE
     assert (await status.collect(pool)).events_total == 0
 
 
-async def test_an_unreachable_database_raises_storage_unavailable(database_url: str) -> None:
-    p = await db.create_pool(database_url, min_size=1, max_size=1)
+async def test_an_unreachable_database_raises_storage_unavailable(service_url: str) -> None:
+    p = await db.create_pool(service_url, min_size=1, max_size=1)
     await p.close()
     with pytest.raises(db.StorageUnavailable):
         await status.collect(p)

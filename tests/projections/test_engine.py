@@ -72,7 +72,7 @@ async def _dsn(admin: asyncpg.Connection) -> str:
 
 
 async def test_handler_bug_is_parked_then_retried_after_the_fix(
-    pool: asyncpg.Pool, admin: asyncpg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
+    pool: asyncpg.Pool, admin: asyncpg.Connection, service_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     status = PROJECTIONS["order_item_status"]
     real_write = OrderItemStatus.write
@@ -97,7 +97,7 @@ async def test_handler_bug_is_parked_then_retried_after_the_fix(
     assert await admin.fetchval("SELECT parked_events FROM reporting.sync_health") == 1
     monkeypatch.setattr(OrderItemStatus, "write", real_write)  # the fix
     assert status.name == "order_item_status"
-    assert await retry_parked(database_url, None) == 1
+    assert await retry_parked(service_url, None) == 1
     assert await _status(admin, 2) == "PAYMENT_RECEIVED"
     assert await admin.fetchval("SELECT parked_events FROM reporting.sync_health") == 0
     assert await admin.fetchval("SELECT resolved_at IS NOT NULL FROM bunsync.parked_events") is True
@@ -115,19 +115,19 @@ async def test_lag_counts_events_behind_each_projection(
 
 
 async def test_notify_wakes_an_idle_projector(
-    pool: asyncpg.Pool, admin: asyncpg.Connection, database_url: str
+    pool: asyncpg.Pool, admin: asyncpg.Connection, service_url: str
 ) -> None:
     # Polling every 60 s: only the notification can make this fast.
-    async with projectors(pool, database_url, poll_s=60):
+    async with projectors(pool, service_url, poll_s=60):
         await eventually(lambda: _all_locked(admin))
         await append(pool, webhook(1, [(1, "SHIP_READY")], at(1)))
         await eventually(lambda: _has_status(admin, 1, "SHIP_READY"), deadline_s=5)
 
 
 async def test_polling_catches_an_event_whose_notification_was_lost(
-    pool: asyncpg.Pool, admin: asyncpg.Connection, database_url: str
+    pool: asyncpg.Pool, admin: asyncpg.Connection, service_url: str
 ) -> None:
-    async with projectors(pool, database_url, poll_s=0.2):
+    async with projectors(pool, service_url, poll_s=0.2):
         await eventually(lambda: _all_locked(admin))
         # As the replica role, the (non-ALWAYS) NOTIFY trigger does not fire: the notification is lost.
         await admin.execute("SET session_replication_role = replica")
@@ -151,12 +151,12 @@ async def _has_status(admin: asyncpg.Connection, item: int, status: str) -> bool
 
 
 async def test_one_active_projector_per_projection_and_takeover(
-    admin: asyncpg.Connection, database_url: str
+    admin: asyncpg.Connection, service_url: str
 ) -> None:
-    pool_a = await db.create_pool(database_url, max_size=4)
-    pool_b = await db.create_pool(database_url, max_size=4)
+    pool_a = await db.create_pool(service_url, max_size=4)
+    pool_b = await db.create_pool(service_url, max_size=4)
     try:
-        async with projectors(pool_a, database_url), projectors(pool_b, database_url):
+        async with projectors(pool_a, service_url), projectors(pool_b, service_url):
             await eventually(lambda: _all_locked(admin))
             for name in PROJECTIONS:
                 assert len(await admin.fetch(LOCK_HOLDERS, name)) == 1, name
@@ -192,11 +192,11 @@ async def _count_is(admin: asyncpg.Connection, n: int) -> bool:
 
 
 async def test_a_dead_projection_loop_stops_run_projectors(
-    pool: asyncpg.Pool, database_url: str, monkeypatch: pytest.MonkeyPatch
+    pool: asyncpg.Pool, service_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def broken(*_: object, **__: object) -> int:
         raise RuntimeError("a bug in the loop")
 
     monkeypatch.setattr(engine, "catch_up", broken)
     with pytest.raises(engine.ProjectorDied, match="a bug in the loop"):
-        await asyncio.wait_for(run_projectors(pool, database_url, asyncio.Event(), poll_interval_s=0.1), 10)
+        await asyncio.wait_for(run_projectors(pool, service_url, asyncio.Event(), poll_interval_s=0.1), 10)

@@ -65,3 +65,14 @@ def test_serve_requires_credentials(missing: str) -> None:
     with pytest.raises(ConfigError) as err:
         Settings.from_env(env, is_tty=False).require_service_credentials()
     assert err.value.variable == missing
+
+
+def test_the_app_password_is_optional_ascii_and_never_shown() -> None:
+    assert Settings.from_env({}, is_tty=False).app_password is None
+    assert Settings.from_env({"BUNSYNC_APP_PASSWORD": ""}, is_tty=False).app_password is None
+    s = Settings.from_env({"BUNSYNC_APP_PASSWORD": " p@ss word "}, is_tty=False)
+    assert s.app_password == " p@ss word "  # kept exactly: spaces may be part of it
+    assert "p@ss" not in repr(s)
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({"BUNSYNC_APP_PASSWORD": "pässwört"}, is_tty=False)
+    assert err.value.variable == "BUNSYNC_APP_PASSWORD" and "pässwört" not in str(err.value)
