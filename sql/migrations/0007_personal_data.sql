@@ -17,7 +17,11 @@ CREATE TABLE bunsync.personal_data (
 -- page; PostgreSQL 15 lets only the owner vacuum, and the scheduled retention job runs as the service
 -- role. So the service role owns this one table (it may read and delete it anyway). bunsync_reporting
 -- gets nothing on it: no grant, and the schema's default privileges give PUBLIC nothing.
+-- A new owner needs CREATE on the schema (checked unless the migrating role is a superuser): granted
+-- for this one statement, and taken back at once.
+GRANT CREATE ON SCHEMA bunsync TO bunsync_service;
 ALTER TABLE bunsync.personal_data OWNER TO bunsync_service;
+REVOKE CREATE ON SCHEMA bunsync FROM bunsync_service;
 
 CREATE TABLE bunsync.erasures (
     order_id  bigint      PRIMARY KEY,
