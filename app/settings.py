@@ -45,6 +45,11 @@ class Settings:
         log_format: ``console`` or ``json``.
         embedded_pg_user: as root, the system user that runs the embedded PostgreSQL
             (``BUNSYNC_PG_USER``; default ``postgres`` if it exists, else ``nobody``).
+        bunjang_max_body_bytes: the largest Bunjang answer read (Get Order, a List Orders page); a
+            larger one is refused (a Get Order fetch is dead-lettered with the reason).
+        bunjang_request_deadline_s: the total time one request to Bunjang may take, body included.
+        reconcile_max_pages: the most List Orders pages read per 15-day window.
+        reconcile_pass_deadline_s: the longest a reconcile pass may run before it is cut (failed).
     """
 
     database_url: str | None
@@ -63,6 +68,10 @@ class Settings:
     fetch_max_attempts: int
     log_format: str
     embedded_pg_user: str | None
+    bunjang_max_body_bytes: int = 5 * 1024 * 1024
+    bunjang_request_deadline_s: int = 30
+    reconcile_max_pages: int = 1000
+    reconcile_pass_deadline_s: int = 3600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, is_tty: bool | None = None) -> Settings:
@@ -90,6 +99,10 @@ class Settings:
             fetch_max_attempts=r.get("BUNSYNC_FETCH_MAX_ATTEMPTS", "12", _positive_int),
             log_format=r.get("BUNSYNC_LOG_FORMAT", "console" if tty else "json", _log_format),
             embedded_pg_user=r.get("BUNSYNC_PG_USER", None, _optional),
+            bunjang_max_body_bytes=r.get("BUNSYNC_BUNJANG_MAX_BODY_BYTES", "5242880", _positive_int),
+            bunjang_request_deadline_s=r.get("BUNSYNC_BUNJANG_REQUEST_DEADLINE_S", "30", _positive_int),
+            reconcile_max_pages=r.get("BUNSYNC_RECONCILE_MAX_PAGES", "1000", _positive_int),
+            reconcile_pass_deadline_s=r.get("BUNSYNC_RECONCILE_PASS_DEADLINE_S", "3600", _positive_int),
         )
 
     def require_service_credentials(self) -> None:
