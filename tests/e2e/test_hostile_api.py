@@ -234,3 +234,35 @@ def test_endless_and_dripping_pages_cannot_hold_a_pass_and_the_clock_is_watched(
     assert -6.5 < status["anomalies"]["clock"]["skew_s"] < -3.5
     assert any("clock" in reason for reason in status["reasons"])
     assert "clock_skew" in serve.logs()
+
+
+def test_a_refused_value_is_not_quoted_into_the_embedded_postgresql_log() -> None:
+    import asyncio
+    import shutil
+    import tempfile
+
+    import asyncpg
+
+    from app.embedded_pg import EmbeddedPostgres
+
+    top = Path(tempfile.mkdtemp(prefix="bunsync-e2e-", dir="/tmp"))
+    top.chmod(0o711)  # as root, the server runs as an unprivileged user who must reach it
+    try:
+        with EmbeddedPostgres(top / "data") as pg:
+
+            async def refuse() -> None:
+                conn = await asyncpg.connect(pg.dsn)
+                try:
+                    await conn.fetchval("SELECT $1::text::jsonb", '{"name": "Buyer Kim\\u0000"}')
+                except asyncpg.UntranslatableCharacterError:
+                    return
+                finally:
+                    await conn.close()
+                raise AssertionError("jsonb accepted \\u0000")
+
+            asyncio.run(refuse())
+            log_text = pg.logfile.read_text(errors="replace")
+        assert "unsupported Unicode escape sequence" in log_text  # the error is logged...
+        assert "Buyer Kim" not in log_text  # ...without the content (no DETAIL, CONTEXT or parameters)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
