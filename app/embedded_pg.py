@@ -30,6 +30,12 @@ log = structlog.get_logger(__name__)
 
 SUPERUSER = "bunsync"
 DATABASE = "bunsync"
+#: No database error may quote event content (buyer data) into postgresql.log: terse drops DETAIL,
+#: CONTEXT (which quotes the offending JSON) and HINT; no bind parameter is ever logged with an error
+#: or a statement. README ("External PostgreSQL") asks the same of an external server.
+LOG_PRIVACY = (
+    "-c log_error_verbosity=terse -c log_parameter_max_length=0 -c log_parameter_max_length_on_error=0"
+)
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; ".s.PGSQL.5432" and a NUL must fit after the folder
 
 
@@ -118,7 +124,7 @@ class EmbeddedPostgres:
                 f"an embedded PostgreSQL is already running in {self.pgdata}: is another bunsync using "
                 "this BUNSYNC_DATA_DIR? Stop it, or use another directory"
             )
-        options = f"-c listen_addresses='' -c unix_socket_directories='{self.socket_dir}'"
+        options = f"-c listen_addresses='' -c unix_socket_directories='{self.socket_dir}' {LOG_PRIVACY}"
         self._run(
             [
                 pg_ctl,

@@ -7,6 +7,12 @@ removes the job. Failures are persisted: the job waits out a growing, jittered d
 dead after ``max_attempts`` attempts, or at once on 404/403 (with the reason); ``bunsync redrive``
 re-queues dead jobs. A worker that dies mid-fetch loses nothing: its lease runs out and the job is
 claimed again.
+
+Hostile answers end as dead letters with their reason, never as a dead worker: an answer over the
+size limit or for another order than asked (the client refuses both), or one the database cannot
+store. A ``\u0000`` (which ``jsonb`` refuses) is escaped before storing (:mod:`app.bunjang.jsonsafe`)
+and counted. The worker loop is the supervisor: any other error of one job is logged and the loop
+goes on (the job's lease expires and it is tried again, up to ``max_attempts``).
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import structlog
+from asyncpg.exceptions import _base as asyncpg_base
 
-from app import erasure, event_log, metrics, personal_data, sqlfiles
+from app import db, erasure, event_log, metrics, personal_data, sqlfiles
 from app.aio import wait_any
 from app.bunjang import errors
 from app.bunjang.client import BunjangClient
+from app.bunjang.jsonsafe import UnstorableJson, storable_json
 from app.db import Connection, StorageUnavailable, guard
 from app.event_log import NewEvent
 
@@ -58,8 +66,13 @@ class Job:
     attempts: int
 
 
+#: Answers bunsync refuses to record, whatever retrying would do: dead at once, with the reason.
+_PERMANENT = (errors.NotFound, errors.Forbidden, errors.ResponseTooLarge, errors.WrongOrder)
+
+
 def observed_event(order_id: int, facts_json: str) -> NewEvent:
-    """The log event for one Get Order answer (its order facts: personal data already taken out).
+    """The log event for one Get Order answer: its order facts (personal data taken out, JSON text
+    ``jsonb`` accepts, see :func:`storable_json`).
     Every fetch is a new observation (never de-duplicated by content): a repeated answer is what
     replaces a stale provisional webhook status."""
     return NewEvent(
@@ -120,6 +133,14 @@ class Fetcher:
             except StorageUnavailable as exc:
                 log.warning("fetch_storage_unavailable", error=str(exc))
                 await wait_any([stop], 2.0)
+            except Exception as exc:  # the loop's supervisor: one job's failure never ends the worker
+                log.error(
+                    "fetch_worker_error",
+                    error=f"{type(exc).__name__}: {exc}"[:300],
+                    exc_info=exc,
+                    action="a bug: report it; the job is claimed again when its lease expires",
+                )
+                await wait_any([stop], 1.0)
 
     async def claim(self) -> Job | None:
         """Claim the most overdue job, if any."""
@@ -139,7 +160,7 @@ class Fetcher:
         except TimeoutError:
             await self._failed(job, f"no answer within {self._lease_s * 0.8:.0f} s")
             return
-        except (errors.NotFound, errors.Forbidden) as exc:
+        except _PERMANENT as exc:
             await self._park(job, f"{type(exc).__name__}: {exc}")
             return
         except errors.BunjangError as exc:
@@ -152,30 +173,48 @@ class Fetcher:
                 )
             await self._failed(job, f"{type(exc).__name__}: {exc}")
             return
-        try:
-            cut = self._split(fetched.raw)
-        except personal_data.Unsplittable as exc:
-            await self._failed(job, str(exc))
-            return
-        await self._record(job, cut)
-        metrics.FETCH_DONE.inc()
-        log.info("fetch_done", order_id=job.order_id, attempts=job.attempts)
+        await self._store(job, fetched.raw)
 
     def _split(self, raw: bytes) -> personal_data.Split:
         """The answer cut into order facts and personal data (a method so that scripts/bench_fetch's
         reference variant can log answers unsplit, as bunsync did before)."""
         return personal_data.split(raw)
 
-    async def _record(self, job: Job, cut: personal_data.Split) -> None:
+    async def _store(self, job: Job, raw: bytes) -> None:
         """In one transaction: log the order facts, keep the buyer's personal data apart (unless the
-        order was forgotten: :mod:`app.erasure`), remove the job."""
+        order was forgotten: :mod:`app.erasure`), remove the job. An answer that cannot be stored is a
+        dead letter."""
+        try:
+            # NULs escaped first (jsonb refuses them), then the personal data split off the repaired text.
+            text, repaired = storable_json(raw)
+            cut = self._split(text.encode("utf-8"))
+        except (UnstorableJson, personal_data.Unsplittable) as exc:
+            await self._unstorable(job, str(exc))
+            return
+        if repaired:
+            metrics.API_ANOMALIES.labels("escaped_characters").inc(repaired)
+            log.warning("fetch_answer_repaired", order_id=job.order_id, escaped_nul=repaired)
         event = observed_event(job.order_id, cut.facts_json)
-        async with self._pool.acquire() as conn, conn.transaction():
-            appended = await event_log.append(conn, [event])
-            personal = cut.personal_json
-            if personal is not None and event.idempotency_key in appended.inserted:
-                await erasure.keep(conn, job.order_id, appended.inserted[event.idempotency_key], personal)
-            await guard(conn.execute(_Q["complete"], job.order_id, job.generation))
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                appended = await event_log.append(conn, [event])
+                personal = cut.personal_json
+                if personal is not None and event.idempotency_key in appended.inserted:
+                    await erasure.keep(conn, job.order_id, appended.inserted[event.idempotency_key], personal)
+                await guard(conn.execute(_Q["complete"], job.order_id, job.generation))
+        except (asyncpg.PostgresError, asyncpg_base.DataError) as exc:
+            if db.is_unavailable(exc):
+                raise StorageUnavailable(type(exc).__name__) from exc
+            # Never the server's message, which may quote the answer (buyer data): its class and code.
+            code = getattr(exc, "sqlstate", None) or "client-side"
+            await self._unstorable(job, f"the database refused it ({type(exc).__name__}, SQLSTATE {code})")
+            return
+        metrics.FETCH_DONE.inc()
+        log.info("fetch_done", order_id=job.order_id, attempts=job.attempts)
+
+    async def _unstorable(self, job: Job, why: str) -> None:
+        metrics.API_ANOMALIES.labels("unstorable").inc()
+        await self._park(job, f"Get Order answer cannot be stored: {why}")
 
     async def _failed(self, job: Job, error: str) -> None:
         if job.attempts >= self._max_attempts:

@@ -23,6 +23,7 @@ import asyncpg
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -218,3 +219,45 @@ PII_RETENTION_PASSES = Counter(
     ["result"],
     registry=REGISTRY,
 )
+
+
+# --------------------------------------------------------------------- hostile API answers and clock
+# (issue 9: what the Bunjang API returns can never break bunsync; the clock against Bunjang's)
+
+API_ANOMALIES = Counter(
+    "bunsync_api_anomalies_total",
+    "Bunjang answers (or parts) bunsync took in only after repairing them, or could not use, by kind "
+    "(escaped_characters: text jsonb cannot store was escaped; list_entry_unreadable: a List Orders "
+    "entry without a usable id; unstorable: a fetch dead-lettered because it could not be stored).",
+    ["kind"],
+    registry=REGISTRY,
+)
+CLOCK_SKEW = Gauge(
+    "bunsync_clock_skew_seconds",
+    "This host's clock minus Bunjang's, from the Date header of the latest answer (positive: ours is "
+    "ahead). Bunjang's tokens are valid 5 s: alert above 2 s.",
+    registry=REGISTRY,
+)
+
+
+class HostileInputCollector(Collector):
+    """Database-wide gauges about hostile input, from the scrape's snapshot (:class:`DatabaseCollector`)."""
+
+    def collect(self) -> Iterator[Metric]:
+        report = _DATABASE.snapshot
+        if report is None:
+            return
+        yield _gauge(
+            "bunsync_item_anomalies",
+            "Fields of API observations judged implausible or unreadable (kept out of the views; the "
+            "status change itself still counts). See bunsync.item_anomalies.",
+            report.anomalies.item_anomalies,
+        )
+        yield _gauge(
+            "bunsync_reconcile_overdue_passes",
+            "Reconcile passes still unfinished past their deadline (stuck, or their process died).",
+            len(report.anomalies.overdue_passes),
+        )
+
+
+REGISTRY.register(HostileInputCollector())

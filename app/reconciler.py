@@ -7,6 +7,11 @@ every page). Every listed order with an item whose status or ``statusUpdatedAt``
 observation twice is one event) and gets a Get Order fetch. The watermark moves only after the whole
 range was processed; each pass is recorded in ``bunsync.reconcile_passes``. One process reconciles at a
 time (advisory lock).
+
+Bounded whatever List Orders answers: every pass has a deadline (recorded with it, so ``bunsync
+status`` flags a pass unfinished past it), the client reads at most the pages a window's first page
+announced (and never more than its hard maximum), and a listed time is compared with the view only
+when plausible (:func:`projections.rules.plausible_time`), as the projection judges it.
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ import structlog
 
 from app import event_log, fetcher, metrics, sqlfiles
 from app.bunjang.client import BunjangClient
+from app.bunjang.jsonsafe import storable_json
 from app.bunjang.types import ListedOrder
 from app.bunjang.windows import Window, split_windows
 from app.db import Connection, StorageUnavailable, guard
 from app.event_log import NewEvent
+from projections.rules import plausible_time
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +42,7 @@ _Q = sqlfiles.queries("reconciler")
 TYPE_ORDER_LISTED = "order.listed"
 SOURCE = "list_orders"
 _BATCH = 100
+DEFAULT_PASS_DEADLINE_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,25 +89,41 @@ def plan_range(
 ItemState = tuple[str, datetime | None]
 
 
-def differences(listed: Iterable[ListedOrder], shown: Mapping[int, ItemState]) -> list[ListedOrder]:
-    """The listed orders with at least one item whose (status, statusUpdatedAt) is not what is shown."""
+def differences(
+    listed: Iterable[ListedOrder], shown: Mapping[int, ItemState], now: datetime
+) -> list[ListedOrder]:
+    """The listed orders with at least one item whose (status, statusUpdatedAt) is not what is shown.
+
+    A listed time that is not plausible at ``now`` is compared as absent: the view never shows it.
+    """
     return [
         order
         for order in listed
-        if any(shown.get(item.id) != (item.status, item.status_updated_at) for item in order.order_items)
+        if any(
+            shown.get(item.id) != (item.status, _plausible(item.status_updated_at, now))
+            for item in order.order_items
+        )
     ]
+
+
+def _plausible(value: datetime | None, now: datetime) -> datetime | None:
+    return value if value is not None and plausible_time(value, now) else None
 
 
 def listed_event(order: ListedOrder) -> NewEvent:
     """The log event for one List Orders observation; the same observation always has the same key."""
     payload = msgspec.json.encode(order)
     digest = hashlib.sha256(payload).hexdigest()
+    text, repaired = storable_json(payload)  # a NUL in a status would make jsonb refuse the pass's batch
+    if repaired:
+        metrics.API_ANOMALIES.labels("escaped_characters").inc(repaired)
+        log.warning("listed_order_repaired", order_id=order.id, escaped_nul=repaired)
     return NewEvent(
         stream=f"order-{order.id}",
         type=TYPE_ORDER_LISTED,
         source=SOURCE,
         idempotency_key=f"list_orders:{order.id}:{digest}",
-        payload_json=payload.decode("utf-8"),
+        payload_json=text,
     )
 
 
@@ -127,30 +151,26 @@ async def run_pass(
     since: datetime | None = None,
     until: datetime | None = None,
     progress: Progress | None = None,
+    deadline_s: float = DEFAULT_PASS_DEADLINE_S,
 ) -> PassResult:
     """One reconcile pass (the caller holds the reconcile lock). Raises if it fails; the failure is
-    recorded in ``reconcile_passes`` and the watermark stays where it was."""
+    recorded in ``reconcile_passes`` and the watermark stays where it was. A pass still running after
+    ``deadline_s`` is cut and fails (``TimeoutError``)."""
     watermark = await guard(pool.fetchval(_Q["watermark"]))
     plan = plan_range(watermark, now, overlap=overlap, lookback=lookback, since=since, until=until)
-    pass_id = await guard(pool.fetchval(_Q["pass_started"], plan.start, plan.end))
+    pass_id = await guard(pool.fetchval(_Q["pass_started"], plan.start, plan.end, float(deadline_s)))
     log.info("reconcile_started", range_start=plan.start.isoformat(), range_end=plan.end.isoformat())
-    seen = found = 0
+    counts = [0, 0]  # orders seen, differences
     try:
-        windows = plan.windows()
-        for done, window in enumerate(windows, start=1):
-            batch: list[ListedOrder] = []
-            async for order in client.list_window(window):
-                seen += 1
-                batch.append(order)
-                if len(batch) >= _BATCH:
-                    found += await _record(pool, batch)
-                    batch = []
-            found += await _record(pool, batch)
-            if progress:
-                progress(done, len(windows), seen)
+        try:
+            async with asyncio.timeout(deadline_s):
+                await _windows(pool, client, plan, now, counts, progress)
+        except TimeoutError:
+            raise TimeoutError(f"the pass ran past its deadline of {deadline_s:g} s and was cut") from None
         if plan.advances_watermark:
             await guard(pool.execute(_Q["set_watermark"], plan.end))
     except BaseException as exc:
+        seen, found = counts
         error = f"{type(exc).__name__}: {exc}"[:2000]
         await _finish(pool, pass_id, seen, found, ok=False, error=error)
         _count(ok=False, seen=seen, found=found)
@@ -165,10 +185,34 @@ async def run_pass(
             note="retried at the next tick; the watermark did not move",
         )
         raise
+    seen, found = counts
     await _finish(pool, pass_id, seen, found, ok=True, error=None)
     _count(ok=True, seen=seen, found=found)
     log.info("reconcile_done", orders_seen=seen, differences=found, watermark_moved=plan.advances_watermark)
     return PassResult(plan.start, plan.end, seen, found, plan.advances_watermark)
+
+
+async def _windows(
+    pool: asyncpg.Pool,
+    client: BunjangClient,
+    plan: Plan,
+    now: datetime,
+    counts: list[int],
+    progress: Progress | None,
+) -> None:
+    """Every window of ``plan``, every page; ``counts`` (seen, differences) is kept up to date."""
+    windows = plan.windows()
+    for done, window in enumerate(windows, start=1):
+        batch: list[ListedOrder] = []
+        async for order in client.list_window(window):
+            counts[0] += 1
+            batch.append(order)
+            if len(batch) >= _BATCH:
+                counts[1] += await _record(pool, batch, now)
+                batch = []
+        counts[1] += await _record(pool, batch, now)
+        if progress:
+            progress(done, len(windows), counts[0])
 
 
 def _count(*, ok: bool, seen: int, found: int) -> None:
@@ -177,14 +221,14 @@ def _count(*, ok: bool, seen: int, found: int) -> None:
     metrics.RECONCILE_DIFFERENCES.inc(found)
 
 
-async def _record(pool: asyncpg.Pool, batch: list[ListedOrder]) -> int:
+async def _record(pool: asyncpg.Pool, batch: list[ListedOrder], now: datetime) -> int:
     """Append the observations of ``batch`` that differ from the view (and enqueue their fetches)."""
     if not batch:
         return 0
     item_ids = [item.id for order in batch for item in order.order_items]
     rows = await guard(pool.fetch(_Q["current_items"], item_ids))
     shown = {r["order_item_id"]: (r["status"], r["status_updated_at"]) for r in rows}
-    changed = differences(batch, shown)
+    changed = differences(batch, shown, now)
     if changed:
         async with pool.acquire() as conn, conn.transaction():
             # One event per key: the client may yield an order twice when it changed between pages.

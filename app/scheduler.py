@@ -9,6 +9,8 @@
   one replica at a time (an advisory lock, as for reconcile).
 - ``fetch_retries`` every few seconds: wakes this process's fetch workers when failed fetches have
   waited out their backoff, so retries run on time.
+- ``clock`` every few seconds: records this process's newest clock skew against Bunjang's ``Date``
+  header (measured by the client on every answer) in ``bunsync.clock_readings``, for ``bunsync status``.
 
 Jobs never overlap themselves (``max_instances=1``, ``coalesce``); a job that fails is logged and runs
 again at its next tick; it never stops the process.
@@ -17,6 +19,8 @@ again at its next tick; it never stops the process.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -24,7 +28,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
-from app import db, erasure, fetcher, metrics, reconciler
+from app import db, erasure, fetcher, metrics, reconciler, sqlfiles
 from app.bunjang.client import BunjangClient
 from app.fetcher import Fetcher
 from app.settings import Settings
@@ -36,6 +40,8 @@ PII_RETENTION_INTERVAL_S = 24 * 3600
 #: The first retention pass waits this long after start, so a restart loop does not run it each time
 #: and start-up is not slowed by it.
 PII_RETENTION_FIRST_DELAY_S = 60
+CLOCK_TICK_S = 10.0
+_CLOCK_Q = sqlfiles.queries("clock")
 
 
 class Jobs:
@@ -54,6 +60,7 @@ class Jobs:
         self._client = client
         self._settings = settings
         self._fetch_workers = fetch_workers
+        self._clock_recorded_at = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Schedule the jobs and run them until ``stop`` is set."""
@@ -76,6 +83,7 @@ class Jobs:
             scheduler.add_job(
                 self.fetch_retries, IntervalTrigger(seconds=FETCH_RETRY_TICK_S), id="fetch_retries"
             )
+        scheduler.add_job(self.record_clock, IntervalTrigger(seconds=CLOCK_TICK_S), id="clock")
         scheduler.start()
         try:
             await stop.wait()
@@ -99,6 +107,7 @@ class Jobs:
                         now=datetime.now(UTC),
                         overlap=timedelta(seconds=s.reconcile_overlap_s),
                         lookback=timedelta(seconds=s.reconcile_lookback_s),
+                        deadline_s=s.reconcile_pass_deadline_s,
                     )
                 finally:
                     await reconciler.unlock(lock_conn)
@@ -153,3 +162,19 @@ class Jobs:
         if due and self._fetch_workers is not None:
             log.info("fetch_retries_due", count=due)
             self._fetch_workers.wake()
+
+    async def record_clock(self) -> None:
+        """Record the client's newest clock reading, if it is new (``bunsync status`` shows it)."""
+        reading = self._client.clock
+        if reading is None or reading.at <= self._clock_recorded_at:
+            return
+        reporter = f"{socket.gethostname()}:{os.getpid()}"
+        measured_at = datetime.fromtimestamp(reading.at, UTC)
+        try:
+            await db.guard(
+                self._pool.execute(_CLOCK_Q["record_reading"], reporter, reading.skew_s, measured_at)
+            )
+        except Exception as exc:  # a job boundary: log, and the next tick tries again
+            log.warning("clock_job_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+            return
+        self._clock_recorded_at = reading.at

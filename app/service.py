@@ -146,6 +146,9 @@ def bunjang_client(settings: Settings) -> BunjangClient:
         settings.bunjang_access_key,
         settings.bunjang_secret_key,
         max_concurrency=settings.fetch_concurrency,
+        max_body_bytes=settings.bunjang_max_body_bytes,
+        request_deadline_s=settings.bunjang_request_deadline_s,
+        max_pages=settings.reconcile_max_pages,
     )
 
 

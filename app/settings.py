@@ -50,6 +50,11 @@ class Settings:
         app_password: password of ``bunsync_app``, the service's login role (``BUNSYNC_APP_PASSWORD``;
             ``None``: trust/peer authentication or ``.pgpass``). ``migrate`` sets it; the service logs in
             with it when the DSN's role is privileged (``app.db_roles``). Never shown in a repr or a log.
+        bunjang_max_body_bytes: the largest Bunjang answer read (Get Order, a List Orders page); a
+            larger one is refused (a Get Order fetch is dead-lettered with the reason).
+        bunjang_request_deadline_s: the total time one request to Bunjang may take, body included.
+        reconcile_max_pages: the most List Orders pages read per 15-day window.
+        reconcile_pass_deadline_s: the longest a reconcile pass may run before it is cut (failed).
     """
 
     database_url: str | None
@@ -70,6 +75,10 @@ class Settings:
     embedded_pg_user: str | None
     pii_retention_days: int
     app_password: str | None = field(repr=False)
+    bunjang_max_body_bytes: int = 5 * 1024 * 1024
+    bunjang_request_deadline_s: int = 30
+    reconcile_max_pages: int = 1000
+    reconcile_pass_deadline_s: int = 3600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, is_tty: bool | None = None) -> Settings:
@@ -99,6 +108,10 @@ class Settings:
             embedded_pg_user=r.get("BUNSYNC_PG_USER", None, _optional),
             pii_retention_days=r.get("BUNSYNC_PII_RETENTION_DAYS", "90", _retention_days),
             app_password=r.get("BUNSYNC_APP_PASSWORD", None, _password),
+            bunjang_max_body_bytes=r.get("BUNSYNC_BUNJANG_MAX_BODY_BYTES", "5242880", _positive_int),
+            bunjang_request_deadline_s=r.get("BUNSYNC_BUNJANG_REQUEST_DEADLINE_S", "30", _positive_int),
+            reconcile_max_pages=r.get("BUNSYNC_RECONCILE_MAX_PAGES", "1000", _positive_int),
+            reconcile_pass_deadline_s=r.get("BUNSYNC_RECONCILE_PASS_DEADLINE_S", "3600", _positive_int),
         )
 
     def require_service_credentials(self) -> None:

@@ -34,6 +34,11 @@ DEFAULT_MAX_LAG = 1000
 DEAD_FETCHES_SHOWN = 20
 PARKED_SHOWN = 5
 RECONCILE_PASSES_SHOWN = 5
+ANOMALIES_SHOWN = 5
+#: A clock reading older than this is not judged (the process that took it may be gone).
+CLOCK_READING_FRESH_S = 900
+#: Bunjang's tokens are valid 5 s after iat: warn well before.
+CLOCK_SKEW_LIMIT_S = 2.0
 _TEXT_WIDTH = 100
 _PAD = " " * 15  # the width of the section labels of the text summary
 _NBSP = "\u00a0"  # textwrap does not break at a no-break space
@@ -107,6 +112,42 @@ class ReconcilePass(msgspec.Struct, frozen=True):
     error: str | None
 
 
+class ItemAnomaly(msgspec.Struct, frozen=True):
+    """A field of an API observation read as absent (implausible or unreadable); the status counted."""
+
+    order_id: int
+    order_item_id: int
+    position: int
+    field: str
+    problem: str
+    recorded_at: datetime
+
+
+class OverduePass(msgspec.Struct, frozen=True):
+    """A reconcile pass still unfinished past its deadline: stuck, or its process died."""
+
+    id: int
+    started_at: datetime
+    deadline_at: datetime
+
+
+class ClockReading(msgspec.Struct, frozen=True):
+    """The newest measurement of a process's clock against Bunjang's ``Date`` header."""
+
+    reporter: str
+    skew_s: float
+    measured_at: datetime
+
+
+class HostileInput(msgspec.Struct, frozen=True):
+    """What hostile or broken API answers left behind, and the clock (issue 9)."""
+
+    item_anomalies: int = 0
+    newest_item_anomalies: tuple[ItemAnomaly, ...] = ()
+    overdue_passes: tuple[OverduePass, ...] = ()
+    clock: ClockReading | None = None
+
+
 class StatusReport(msgspec.Struct, frozen=True):
     """Everything ``bunsync status`` knows, as of ``checked_at`` (the database's clock)."""
 
@@ -124,6 +165,7 @@ class StatusReport(msgspec.Struct, frozen=True):
     webhook_conflicts: int
     #: Position of the newest event in the log (0 while it is empty).
     log_head_position: int = 0
+    anomalies: HostileInput = msgspec.field(default_factory=HostileInput)
 
 
 async def collect(pool: asyncpg.Pool) -> StatusReport:
@@ -158,6 +200,19 @@ async def _read(conn: Connection) -> StatusReport:
         unrecognized_webhooks=int(health["unrecognized_events"]),
         webhook_conflicts=int(health["webhook_conflicts"]),
         log_head_position=int(health["log_head_position"]),
+        anomalies=await _hostile_input(conn),
+    )
+
+
+async def _hostile_input(conn: Connection) -> HostileInput:
+    clock = await conn.fetchrow(_Q["clock_reading"], CLOCK_READING_FRESH_S)
+    return HostileInput(
+        item_anomalies=int(await conn.fetchval(_Q["item_anomaly_count"]) or 0),
+        newest_item_anomalies=tuple(
+            ItemAnomaly(**dict(r)) for r in await conn.fetch(_Q["item_anomalies_newest"], ANOMALIES_SHOWN)
+        ),
+        overdue_passes=tuple(OverduePass(**dict(r)) for r in await conn.fetch(_Q["overdue_passes"])),
+        clock=ClockReading(**dict(clock)) if clock is not None else None,
     )
 
 
@@ -234,7 +289,26 @@ def assess(report: StatusReport, *, max_lag: int = DEFAULT_MAX_LAG) -> tuple[Ver
             f"last reconcile pass failed ({_line(last.error or 'no error recorded', 120)}): "
             "fix the cause, then wait for the next pass or run `bunsync reconcile`"
         )
+    reasons += _hostile_reasons(report.anomalies)
     return (Verdict.DEGRADED if reasons else Verdict.HEALTHY), reasons
+
+
+def _hostile_reasons(hostile: HostileInput) -> list[str]:
+    """An overdue reconcile pass and a skewed clock degrade; item anomalies are shown, not judged (they
+    stay in the record for good, and the status change they came with did count)."""
+    reasons = [
+        f"reconcile pass {p.id} (started {p.started_at:%Y-%m-%d %H:%M:%S}) is still unfinished past its "
+        f"deadline {p.deadline_at:%H:%M:%S}: its process is stuck or died; check `bunsync serve` logs"
+        for p in hostile.overdue_passes
+    ]
+    clock = hostile.clock
+    if clock is not None and abs(clock.skew_s) > CLOCK_SKEW_LIMIT_S:
+        ahead = "ahead of" if clock.skew_s > 0 else "behind"
+        reasons.append(
+            f"this host's clock is {abs(clock.skew_s):.1f} s {ahead} Bunjang's "
+            f"(limit {CLOCK_SKEW_LIMIT_S:g} s; tokens are valid 5 s): synchronise it (NTP)"
+        )
+    return reasons
 
 
 def exit_code(verdict: Verdict | None) -> int:
@@ -333,6 +407,7 @@ def render_text(report: StatusReport, verdict: Verdict, reasons: list[str]) -> s
         *_fetch_lines(report.fetch_queue, now),
         *_parked_lines(report.parked_events, now),
         *_reconcile_lines(report, now),
+        *_hostile_lines(report.anomalies, now),
     ]
     return "\n".join(out) + "\n"
 
@@ -390,4 +465,25 @@ def _reconcile_lines(report: StatusReport, now: datetime) -> list[str]:
     ]
     if last is not None and last.ok is False and last.error:
         out.append(f"{_PAD}error: {_line(last.error, _TEXT_WIDTH - len(_PAD) - 7)}")
+    return out
+
+
+def _hostile_lines(hostile: HostileInput, now: datetime) -> list[str]:
+    clock = hostile.clock
+    skew = (
+        f"{clock.skew_s:+.2f} s against Bunjang's Date header "
+        f"({clock.reporter}, {_when(clock.measured_at, now)})"
+        if clock is not None
+        else "not measured recently"
+    )
+    anomalies = f"{hostile.item_anomalies} fields read as absent (bunsync.item_anomalies)"
+    out = [_label("Clock skew", skew), _label("API anomalies", anomalies)]
+    if hostile.newest_item_anomalies:
+        out += _table(
+            ("order", "item", "field", "problem"),
+            [
+                (str(a.order_id), str(a.order_item_id), a.field, _line(a.problem, 50))
+                for a in hostile.newest_item_anomalies
+            ],
+        )
     return out

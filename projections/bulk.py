@@ -18,6 +18,11 @@ computes at the speed of a sort. So a rebuild of ``order_item_status`` first:
    the checkpoint, in one transaction. An event the SQL did not read but Python can makes the bulk
    phase step aside: the engine then rebuilds by batches, as without it.
 
+Items with a field the SQL does not vouch for, or a ``statusUpdatedAt`` outside the plausibility
+window of :func:`projections.rules.plausible_time`, are among those folded in Python: the Python rule
+reads such a field as absent and records it in ``item_anomalies`` (a table of this projection), so
+both the row and the anomaly come from the one rule.
+
 Then the engine catches up from that checkpoint as usual. The SQL restates the rule of
 :func:`projections.rules.apply_status`; ``tests/projections/test_bulk.py`` checks that both agree on
 random event sets, including out-of-order commits and malformed payloads.

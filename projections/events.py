@@ -2,18 +2,24 @@
 
 Payloads are decoded once, here, with msgspec. Every field the API might omit is optional: Bunjang
 documents every time and nested object as nullable. Ids and prices are bounded to PostgreSQL's
-bigint so that a value that cannot be stored fails here, as a parked event, not in the database.
+bigint so that a value that cannot be stored fails here, not in the database.
+
+What parks an API observation is only what it cannot exist without: the order id, an item that is not
+an object, an item's id or a status that is not text. Every other field of an item the status
+projections read (``statusUpdatedAt``, ``product`` and its ``id``, ``name``, ``price``) is read on its
+own: an unreadable or implausible value (:func:`projections.rules.plausible_time`) is read as absent
+and reported in :attr:`Observation.anomalies`, so one bad field never hides a status change.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
 from app.event_log import RecordedEvent
-from projections.rules import Observation
+from projections.rules import EARLIEST_TIME, FUTURE_TOLERANCE, Observation, plausible_time
 
 WEBHOOK_STATUS_CHANGED = "webhook.order_status_changed.v1"
 ORDER_OBSERVED = "order.observed"
@@ -139,11 +145,16 @@ class OrderListed(msgspec.Struct, frozen=True, rename="camel"):
     order_items: list[OrderItem] | None = None
 
 
+#: An item as the status projections read it: each field decoded on its own (see the module docstring).
+_RawItem = dict[str, msgspec.Raw]
+
+
 class _OrderItemsOnly(msgspec.Struct, frozen=True, rename="camel"):
-    """``data.order`` of Get Order, as the status projections read it: the id and the items only."""
+    """``data.order`` of Get Order (or a List Orders entry), as the status projections read it: the id
+    and the items, each item's fields still undecoded."""
 
     id: BigInt
-    order_items: list[OrderItem] | None = None
+    order_items: list[_RawItem] | None = None
 
 
 class _DataItemsOnly(msgspec.Struct, frozen=True):
@@ -161,8 +172,15 @@ class _ObservedItemsOnly(msgspec.Struct, frozen=True):
 _webhook = msgspec.json.Decoder(WebhookEnvelope)
 _observed = msgspec.json.Decoder(OrderObserved)
 _observed_items = msgspec.json.Decoder(_ObservedItemsOnly)
-_listed = msgspec.json.Decoder(OrderListed)
 _erased = msgspec.json.Decoder(PersonalDataErased)
+_listed = msgspec.json.Decoder(_OrderItemsOnly)
+_item_id = msgspec.json.Decoder(BigInt)
+_item_status = msgspec.json.Decoder(Text | None)
+_time = msgspec.json.Decoder(datetime | None)
+_object = msgspec.json.Decoder(_RawItem | None)
+_bigint = msgspec.json.Decoder(BigInt | None)
+_text = msgspec.json.Decoder(Text | None)
+_NULL = msgspec.Raw(b"null")
 
 
 class UndecodableEvent(ValueError):
@@ -218,21 +236,86 @@ def observations(event: RecordedEvent) -> list[Observation]:
     return []
 
 
-def _api_items(event: RecordedEvent, order_id: int, items: list[OrderItem], source: str) -> list[Observation]:
+def _api_items(event: RecordedEvent, order_id: int, items: list[_RawItem], source: str) -> list[Observation]:
+    observed = [_api_item(event, order_id, fields, source) for fields in items]
     # An item without a status tells nothing about its status: there is nothing to observe.
-    return [
-        Observation(
-            order_item_id=i.id,
-            order_id=order_id,
-            status=i.status,
-            source=source,
-            position=event.position,
-            recorded_at=event.recorded_at,
-            status_updated_at=utc(i.status_updated_at),
-            pid=i.product.id if i.product else None,
-            product_name=i.product.name if i.product else None,
-            price=i.product.price if i.product else None,
+    return [o for o in observed if o is not None]
+
+
+def _api_item(event: RecordedEvent, order_id: int, fields: _RawItem, source: str) -> Observation | None:
+    """One item; raises ``msgspec.ValidationError`` (the event is parked) only for its id or status."""
+    if "id" not in fields:
+        raise msgspec.ValidationError("an order item has no `id`")
+    try:
+        item_id = _item_id.decode(fields["id"])
+        status = _item_status.decode(fields.get("status", _NULL))
+    except msgspec.ValidationError as exc:
+        raise msgspec.ValidationError(f"{exc} - in an order item's id or status") from None
+    if status is None:
+        return None
+    anomalies: list[tuple[str, str]] = []
+    updated_at = _status_time(fields.get("statusUpdatedAt", _NULL), event.recorded_at, anomalies)
+    pid, name, price = _product(fields.get("product", _NULL), anomalies)
+    return Observation(
+        order_item_id=item_id,
+        order_id=order_id,
+        status=status,
+        source=source,
+        position=event.position,
+        recorded_at=event.recorded_at,
+        status_updated_at=updated_at,
+        pid=pid,
+        product_name=name,
+        price=price,
+        anomalies=tuple(anomalies),
+    )
+
+
+def _status_time(
+    raw: msgspec.Raw, recorded_at: datetime, anomalies: list[tuple[str, str]]
+) -> datetime | None:
+    try:
+        value = utc(_time.decode(raw))
+    except msgspec.DecodeError:
+        anomalies.append(("statusUpdatedAt", "not an ISO-8601 time"))
+        return None
+    if value is None or plausible_time(value, recorded_at):
+        return value
+    anomalies.append(
+        (
+            "statusUpdatedAt",
+            f"{value.isoformat()} is implausible for an observation recorded at {recorded_at.isoformat()} "
+            f"(allowed: {EARLIEST_TIME:%Y-%m-%d} to {FUTURE_TOLERANCE.total_seconds() / 60:g} min after "
+            "recording): not used as the time of the status",
         )
-        for i in items
-        if i.status is not None
-    ]
+    )
+    return None
+
+
+def _product(raw: msgspec.Raw, anomalies: list[tuple[str, str]]) -> tuple[int | None, str | None, int | None]:
+    """``product.id``, ``.name``, ``.price``; each unreadable one is absent and an anomaly."""
+    try:
+        product = _object.decode(raw)
+    except msgspec.DecodeError:
+        anomalies.append(("product", "not an object"))
+        return None, None, None
+    if product is None:
+        return None, None, None
+    pid = _field(product, "id", _bigint, "not an integer within bigint", anomalies)
+    name = _field(product, "name", _text, "not a text of at most 10000 characters", anomalies)
+    price = _field(product, "price", _bigint, "not an integer within bigint", anomalies)
+    return pid, name, price
+
+
+def _field(
+    product: _RawItem,
+    key: str,
+    decoder: msgspec.json.Decoder[Any],
+    problem: str,
+    anomalies: list[tuple[str, str]],
+) -> Any:
+    try:
+        return decoder.decode(product.get(key, _NULL))
+    except msgspec.DecodeError:
+        anomalies.append((f"product.{key}", problem))
+        return None

@@ -5,6 +5,8 @@ Each batch loads the rows of the items it touches, folds its observations throug
 :func:`projections.rules.apply_status`, and writes the changed rows back in one statement, so the
 cost is two round trips per batch, whatever its size. Rows travel as one JSON document each way
 (msgspec on this side): encoding thousands of rows as per-column arrays cost more than the database.
+Fields the decoder judged implausible or unreadable go to ``item_anomalies`` (the status change
+itself still counts).
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ class OrderItemStatus(Projection[list[Observation]]):
 
     name = "order_item_status"
     handles = frozenset({events.WEBHOOK_STATUS_CHANGED, events.ORDER_OBSERVED, events.ORDER_LISTED})
-    tables = ("order_item_status",)
+    #: item_anomalies: the fields judged implausible or unreadable (see projections/events.py), kept
+    #: with the projection so that a rebuild reproduces them.
+    tables = ("order_item_status", "item_anomalies")
 
     def decode(self, event: RecordedEvent) -> list[Observation]:
         return events.observations(event)
@@ -47,3 +51,14 @@ class OrderItemStatus(Projection[list[Observation]]):
                 states[o.order_item_id] = changed[o.order_item_id] = new
         if changed:
             await conn.execute(_Q["upsert"], _encoder.encode(list(changed.values())).decode())
+        flagged = [(o, field, problem) for o in observed for field, problem in o.anomalies]
+        if flagged:
+            await conn.execute(
+                _Q["record_anomalies"],
+                [o.position for o, _, _ in flagged],
+                [o.order_item_id for o, _, _ in flagged],
+                [field for _, field, _ in flagged],
+                [o.order_id for o, _, _ in flagged],
+                [problem for _, _, problem in flagged],
+                [o.recorded_at for o, _, _ in flagged],
+            )

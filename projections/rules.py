@@ -14,6 +14,13 @@ The spec's rule, made precise (no I/O here; the projections fold batches of even
 Defined this way the current status is a function of the *set* of observations, not of the order the
 projector happened to read them in (up to one provisional webhook, which any fetch replaces).
 
+Plausibility: an API ``statusUpdatedAt`` is the authority only when it is plausible, judged against
+the event's own ``recorded_at`` in the log (never the wall clock, so ``bunsync rebuild`` reproduces
+the same views): from :data:`EARLIEST_TIME` to ``recorded_at + FUTURE_TOLERANCE``
+(:func:`plausible_time`). An implausible one is read as absent (the status still counts, ordered as
+an observation without a time) and recorded as an anomaly by the decoder (``projections/events.py``).
+The bulk SQL (``order_item_status.sql``) applies the same bounds.
+
 History: one row per change. An API row is a distinct ``(status, statusUpdatedAt)``; a webhook adds a
 row only while no API row of the same status at or before its ``t`` exists (that API row *is* the
 change the webhook reported, since a webhook is signed after the change), and such an API row, when
@@ -22,7 +29,7 @@ it arrives, replaces it. So each change appears once, whichever of webhook and f
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import msgspec
@@ -31,6 +38,23 @@ T = TypeVar("T")
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
 SOURCE_WEBHOOK = "webhook"
+#: No status of a Bunjang order changed before this.
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+#: How far after its own recording an API time may lie (clock skew between Bunjang and this host's
+#: database; tokens live 5 s, so real skews are seconds). A constant, not a setting: changing it would
+#: change what a rebuild produces from the same log. Restated in order_item_status.sql (bulk_build).
+FUTURE_TOLERANCE = timedelta(minutes=15)
+
+
+def plausible_time(value: datetime, recorded_at: datetime) -> bool:
+    """Whether an API time (timezone-aware) is plausible for an event recorded at ``recorded_at``.
+
+    Never raises: a time whose UTC value falls outside Python's years (``9999-12-31T23:30:00-01:00``)
+    is refused before any conversion.
+    """
+    if value.tzinfo is None or not EARLIEST_TIME.year - 1 <= value.year <= 9998:
+        return False
+    return EARLIEST_TIME <= value <= recorded_at + FUTURE_TOLERANCE
 
 
 class Observation(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,6 +71,9 @@ class Observation(msgspec.Struct, frozen=True, kw_only=True):
     pid: int | None = None
     product_name: str | None = None
     price: int | None = None
+    #: Fields of this item the decoder judged implausible or unreadable, as (field, problem): they
+    #: were read as absent; the status still counts.
+    anomalies: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_api(self) -> bool:

@@ -17,6 +17,16 @@ Return values:
   removed. :meth:`~BunjangClient.list_window` does the same for one window, so the reconciler can move
   its watermark after each window it has fully processed.
 
+Hostile answers are bounded: every request has a total deadline (``request_deadline_s``: connecting,
+sending and the whole body, so a body that drips a byte at a time is cut), every body is read as a
+stream up to ``max_body_bytes`` (:class:`~app.bunjang.errors.ResponseTooLarge` beyond), a Get Order
+answer must be for the order asked (:class:`~app.bunjang.errors.WrongOrder`), and a List Orders window
+is read for at most the pages its first page announced, never more than ``max_pages``
+(:class:`~app.bunjang.errors.ListingTooLong`). Decoding is lenient where the caller can cope: one
+unreadable field never refuses a whole answer (the projections judge every field, see
+``projections/events.py``). Every answer's ``Date`` header measures this host's clock skew
+(:attr:`BunjangClient.clock`; Bunjang's tokens live 5 s, so the clock matters).
+
 Behaviour: one ``httpx.AsyncClient`` per instance (timeouts, connection limits), at most
 ``max_concurrency`` requests in flight (a semaphore held only while a request is on the wire, never
 while backing off), a fresh JWT for every request, transient failures retried by
@@ -30,7 +40,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Self
 
@@ -43,17 +55,60 @@ from app import metrics
 from app.bunjang import errors
 from app.bunjang.auth import TokenMinter
 from app.bunjang.retry import parse_retry_after, retrying
-from app.bunjang.types import ErrorBody, FetchedOrder, GetOrderResponse, ListedOrder, ListOrdersPage
+from app.bunjang.types import (
+    ErrorBody,
+    FetchedOrder,
+    GetOrderResponse,
+    ListedOrder,
+    ListOrdersPage,
+    OrderIdOnly,
+    PageWire,
+    listed_entry,
+)
 from app.bunjang.windows import Window, split_windows
 
 log = structlog.get_logger(__name__)
 
 MAX_PAGE_SIZE = 100
+DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
+DEFAULT_REQUEST_DEADLINE_S = 30.0
+#: Pages of one 15-day window at most (100 orders each): 100,000 orders changed in 15 days.
+DEFAULT_MAX_PAGES = 1000
+#: A clock further than this from Bunjang's is warned about (tokens live 5 s).
+CLOCK_SKEW_WARN_S = 2.0
+_CLOCK_WARN_EVERY_S = 300.0
 EXPIRED_AUTH_TOKEN = "EXPIRED_AUTH_TOKEN"  # noqa: S105 - an error code, not a credential
 
 _GET_ORDER = msgspec.json.Decoder(GetOrderResponse)
-_LIST_PAGE = msgspec.json.Decoder(ListOrdersPage)
 _ERROR_BODY = msgspec.json.Decoder(ErrorBody)
+_ORDER_ID = msgspec.json.Decoder(OrderIdOnly)
+_PAGE_WIRE = msgspec.json.Decoder(PageWire)
+
+
+@dataclass(frozen=True, slots=True)
+class ClockReading:
+    """This host's clock minus Bunjang's (seconds; positive: ours is ahead), measured at ``at``
+    (Unix seconds, this host's clock) from an answer's ``Date`` header (whole seconds, so the
+    measurement is good to about ±0.5 s plus half the round trip)."""
+
+    skew_s: float
+    at: float
+
+
+def measure_skew(date_header: str | None, sent: float, received: float) -> float | None:
+    """The skew from one answer: the request's midpoint minus the middle of the ``Date`` second.
+
+    ``None`` when there is no usable ``Date`` (absent, unparsable, without a zone).
+    """
+    if not date_header:
+        return None
+    try:
+        server = parsedate_to_datetime(date_header)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if server.tzinfo is None:
+        return None
+    return (sent + received) / 2 - (server.timestamp() + 0.5)
 
 
 class BunjangClient:
@@ -72,11 +127,16 @@ class BunjangClient:
         max_backoff_s: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        request_deadline_s: float = DEFAULT_REQUEST_DEADLINE_S,
+        max_pages: int = DEFAULT_MAX_PAGES,
     ) -> None:
         """Build a client; nothing is sent until the first call.
 
         ``secret_key`` is the base64 text Bunjang issued. ``max_attempts`` counts the first request.
         ``transport`` replaces the network (tests); ``clock`` (Unix seconds) stamps ``iat``.
+        ``timeout_s`` bounds each network step; ``request_deadline_s`` the whole request, body included.
+        ``max_body_bytes`` caps every body; ``max_pages`` the pages read per List Orders window.
         Raises ``ValueError`` for unusable arguments (empty keys, non-base64 secret, bad URL).
         """
         url = httpx.URL(base_url)
@@ -84,6 +144,13 @@ class BunjangClient:
             raise ValueError(f"Bunjang base URL must be an absolute http(s) URL, got {base_url!r}")
         if max_concurrency < 1 or max_attempts < 1 or timeout_s <= 0:
             raise ValueError("max_concurrency and max_attempts must be >= 1 and timeout_s > 0")
+        if max_body_bytes < 1 or request_deadline_s <= 0 or max_pages < 1:
+            raise ValueError("max_body_bytes and max_pages must be >= 1 and request_deadline_s > 0")
+        self._max_body_bytes = max_body_bytes
+        self._deadline_s = request_deadline_s
+        self._max_pages = max_pages
+        self.clock: ClockReading | None = None
+        self._clock_warned_at = 0.0
         self._minter = TokenMinter(access_key, secret_key, clock=clock)
         self._max_attempts = max_attempts
         self._backoff_base_s = backoff_base_s
@@ -124,14 +191,24 @@ class BunjangClient:
             raise ValueError(f"order_id must be a non-negative int, got {order_id!r}")
         response = await self._call("get_order", f"/api/v1/orders/{order_id}", None, order_id=order_id)
         try:
-            decoded = _GET_ORDER.decode(response.content)
+            answered = _ORDER_ID.decode(response.content).data.order.id
         except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
             raise errors.MalformedResponse(
-                f"Get Order {order_id} answered a body that does not decode: {exc}",
+                f"Get Order {order_id} answered a body without a readable data.order.id: {exc}",
                 status=response.status_code,
                 raw=response.content,
             ) from exc
-        return FetchedOrder(order=decoded.data, raw=response.content)
+        if answered != order_id:
+            raise errors.WrongOrder(
+                f"Get Order {order_id} answered order {answered}", status=response.status_code
+            )
+        try:
+            detail = _GET_ORDER.decode(response.content).data
+        except msgspec.DecodeError:
+            # One unreadable field (a price out of range, a non-integer id in a part nobody reads)
+            # must not lose the answer: it is stored as returned and the projections judge each field.
+            detail = None
+        return FetchedOrder(order_id=answered, order=detail, raw=response.content)
 
     async def list_page(self, window: Window, page: int, size: int = MAX_PAGE_SIZE) -> ListOrdersPage:
         """One List Orders page (``page`` is 0-based, ``size`` at most 100) of one window."""
@@ -140,13 +217,25 @@ class BunjangClient:
         params = {**window.query(), "page": str(page), "size": str(size)}
         response = await self._call("list_orders", "/api/v1/orders", params, page=page)
         try:
-            return _LIST_PAGE.decode(response.content)
+            wire = _PAGE_WIRE.decode(response.content)
         except msgspec.DecodeError as exc:
             raise errors.MalformedResponse(
                 f"List Orders page {page} answered a body that does not decode: {exc}",
                 status=response.status_code,
                 raw=response.content,
             ) from exc
+        orders: list[ListedOrder] = []
+        for entry in wire.data:
+            listed = listed_entry(entry)
+            if listed is None:
+                # No usable order id: nothing can be recorded for it. Counted and logged, never fatal.
+                metrics.API_ANOMALIES.labels("list_entry_unreadable").inc()
+                log.warning("bunjang.listed_entry_unreadable", page=page)
+                continue
+            orders.append(listed)
+        return ListOrdersPage(
+            total_pages=wire.total_pages, data=tuple(orders), total_elements=wire.total_elements
+        )
 
     async def list_window(
         self, window: Window, *, page_size: int = MAX_PAGE_SIZE
@@ -177,13 +266,25 @@ class BunjangClient:
 
     async def _window_pages(self, window: Window, page_size: int) -> AsyncIterator[ListedOrder]:
         page = 0
+        announced: int | None = None
         while True:
             result = await self.list_page(window, page, page_size)
+            if announced is None:
+                announced = result.total_pages
+                if announced > self._max_pages:
+                    raise errors.ListingTooLong(
+                        f"List Orders announced {announced} pages for the window starting "
+                        f"{window.start.isoformat()}, more than the {self._max_pages} bunsync reads"
+                    )
             for order in result.data:
                 yield order
             page += 1
-            # totalPages is re-read on every page: orders may enter the window while we page through it.
-            if page >= result.total_pages or not result.data:
+            # At most what the first page announced: a page that always says "more" cannot extend a
+            # pass for ever. Orders that enter the window while we page are within the next pass's
+            # overlap (their statusUpdatedAt is about now). A smaller count on a later page is honoured.
+            if page >= min(announced, result.total_pages) or not result.data:
+                if result.total_pages > announced:
+                    log.info("bunjang.window_pages_capped", announced=announced, later=result.total_pages)
                 log.debug("bunjang.window_listed", start=window.start.isoformat(), pages=page)
                 return
 
@@ -234,8 +335,20 @@ class BunjangClient:
         async with self._slots:
             # Minted inside the slot, just before sending: a token must not age while waiting for one.
             headers = {"Authorization": f"Bearer {self._minter.mint()}"}
+            sent = self._clock()
             try:
-                response = await self._http.get(path, params=params, headers=headers)
+                # One deadline for the whole request, body included: httpx's timeouts are per step,
+                # so a body that drips a byte every few seconds would otherwise never time out.
+                async with asyncio.timeout(self._deadline_s):
+                    response = await self._receive(path, params, headers)
+            except TimeoutError as exc:
+                metrics.BUNJANG_REQUESTS.labels(endpoint, "error").inc()
+                raise errors.RequestTimeout(
+                    f"Bunjang's answer was not complete within {self._deadline_s:g} s"
+                ) from exc
+            except errors.ResponseTooLarge:
+                metrics.BUNJANG_REQUESTS.labels(endpoint, "too_large").inc()
+                raise
             except httpx.TimeoutException as exc:
                 metrics.BUNJANG_REQUESTS.labels(endpoint, "error").inc()
                 raise errors.RequestTimeout(f"Bunjang did not answer in time ({type(exc).__name__})") from exc
@@ -248,7 +361,55 @@ class BunjangClient:
                     f"cannot send to Bunjang ({type(exc).__name__}: {exc})"
                 ) from exc
             metrics.BUNJANG_REQUESTS.labels(endpoint, str(response.status_code)).inc()
+            self._observe_clock(response.headers.get("Date"), sent, self._clock())
             return response
+
+    async def _receive(
+        self, path: str, params: dict[str, str] | None, headers: dict[str, str]
+    ) -> httpx.Response:
+        """The answer with its body read as a stream, refused beyond ``max_body_bytes``."""
+        limit = self._max_body_bytes
+        async with self._http.stream("GET", path, params=params, headers=headers) as streamed:
+            declared = streamed.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise errors.ResponseTooLarge(
+                    f"Bunjang's answer declares {declared} bytes, over the limit of {limit}",
+                    status=streamed.status_code,
+                )
+            body = bytearray()
+            async for chunk in streamed.aiter_bytes():  # decoded: the limit holds for compressed bodies
+                body += chunk
+                if len(body) > limit:
+                    raise errors.ResponseTooLarge(
+                        f"Bunjang's answer is over the limit of {limit} bytes", status=streamed.status_code
+                    )
+            # The body is already decoded: drop the headers that would make httpx decode it again.
+            kept = [
+                (k, v)
+                for k, v in streamed.headers.multi_items()
+                if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+            ]
+            return httpx.Response(
+                streamed.status_code,
+                headers=kept,
+                content=bytes(body),
+                request=streamed.request,
+            )
+
+    def _observe_clock(self, date_header: str | None, sent: float, received: float) -> None:
+        skew = measure_skew(date_header, sent, received)
+        if skew is None:
+            return
+        self.clock = ClockReading(skew_s=skew, at=received)
+        metrics.CLOCK_SKEW.set(skew)
+        if abs(skew) > CLOCK_SKEW_WARN_S and received - self._clock_warned_at >= _CLOCK_WARN_EVERY_S:
+            self._clock_warned_at = received
+            log.warning(
+                "clock_skew",
+                skew_s=round(skew, 2),
+                limit_s=CLOCK_SKEW_WARN_S,
+                hint="Bunjang's tokens are valid 5 s after iat: synchronise this host's clock (NTP)",
+            )
 
 
 def _first_sighting(seen: dict[int, int], order: ListedOrder) -> bool:

@@ -9,6 +9,9 @@
   base URL): an operator must fix the credentials or settings; retrying cannot help.
 - :class:`MalformedResponse`: a 2xx whose body does not decode as documented; ``raw`` keeps the body so
   it can be stored or inspected.
+- :class:`ResponseTooLarge`, :class:`WrongOrder`, :class:`ListingTooLong` (permanent): an answer bunsync
+  refuses to take in (over the size limit, for another order, more pages than it will read). A request
+  that outlives its total deadline (a dripping body) is a :class:`RequestTimeout`.
 
 Every error keeps Bunjang's ``errorCode`` and ``reason`` (from the ``{"errorCode", "reason"}`` error body)
 and the HTTP status, so logs and parked jobs say exactly what Bunjang said.
@@ -111,3 +114,15 @@ class MalformedResponse(BunjangError):
     def __init__(self, message: str, *, status: int | None, raw: bytes) -> None:
         super().__init__(message, status=status)
         self.raw = raw
+
+
+class ResponseTooLarge(PermanentError):
+    """A body longer than the client's limit (``BUNSYNC_BUNJANG_MAX_BODY_BYTES``): read no further."""
+
+
+class WrongOrder(PermanentError):
+    """Get Order answered for another order than the one asked: never recorded under either."""
+
+
+class ListingTooLong(PermanentError):
+    """A List Orders window announced more pages than the client will read (its hard maximum)."""

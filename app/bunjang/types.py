@@ -4,6 +4,8 @@ Decoding rules, the same everywhere:
 
 - unknown fields are ignored (Bunjang adds fields; bunsync must not break);
 - every time and every nested object is optional and nullable;
+- Get Order and List Orders are read leniently first (:class:`OrderIdOnly`, :class:`PageWire`,
+  :func:`listed_entry`): one unreadable field never refuses a whole answer;
 - the identifiers a record cannot exist without (order ``id``, item ``id``) and an item's ``status`` are
   required, and ``data.order`` of Get Order is required: without them the answer is unusable and the
   client raises :class:`~app.bunjang.errors.MalformedResponse` instead of inventing values;
@@ -18,7 +20,7 @@ Decoding rules, the same everywhere:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -137,6 +139,77 @@ class ListOrdersPage(_Wire, frozen=True):
     total_elements: int | None = None
 
 
+class _OrderIdOnlyOrder(_Wire, frozen=True):
+    id: int
+
+
+class _OrderIdOnlyData(_Wire, frozen=True):
+    order: _OrderIdOnlyOrder
+
+
+class OrderIdOnly(_Wire, frozen=True):
+    """The least a Get Order answer must hold to be recorded: ``data.order.id`` (checked against the
+    order asked). Everything else is kept as returned and judged field by field by the projections."""
+
+    data: _OrderIdOnlyData
+
+
+class PageWire(_Wire, frozen=True):
+    """A List Orders page as read off the wire: ``totalPages`` and each entry still undecoded, so one
+    unreadable entry or field never refuses the whole page (see :func:`listed_entry`)."""
+
+    total_pages: int
+    data: tuple[msgspec.Raw, ...] = ()
+    total_elements: int | None = None
+
+
+class _EntryWire(_Wire, frozen=True):
+    id: int
+    order_items: tuple[dict[str, msgspec.Raw], ...] | None = None
+
+
+_entry = msgspec.json.Decoder(_EntryWire)
+_item_id = msgspec.json.Decoder(int)
+_status = msgspec.json.Decoder(str)
+_time = msgspec.json.Decoder(AwareDatetime | None)
+_product = msgspec.json.Decoder(Product | None)
+
+
+def listed_entry(raw: msgspec.Raw) -> ListedOrder | None:
+    """One List Orders entry, leniently: ``None`` without an integer ``id``; an item without an integer
+    ``id`` or a text ``status`` is left out (it says nothing usable); an unreadable ``statusUpdatedAt``
+    or ``product`` is read as absent. Other item fields are not kept (the reconciler needs no more)."""
+    try:
+        entry = _entry.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    items: list[OrderItem] = []
+    for fields in entry.order_items or ():
+        try:
+            item_id = _item_id.decode(fields["id"])
+            status = _status.decode(fields["status"])
+        except (KeyError, msgspec.DecodeError):
+            continue
+        items.append(
+            OrderItem(
+                id=item_id,
+                status=status,
+                status_updated_at=_lenient(_time, fields.get("statusUpdatedAt")),
+                product=_lenient(_product, fields.get("product")),
+            )
+        )
+    return ListedOrder(id=entry.id, order_items=tuple(items))
+
+
+def _lenient(decoder: msgspec.json.Decoder[Any], raw: msgspec.Raw | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        return decoder.decode(raw)
+    except msgspec.DecodeError:
+        return None
+
+
 class ErrorBody(_Wire, frozen=True):
     """Bunjang's error body ``{"errorCode", "reason"}``; both optional, since proxies answer too."""
 
@@ -147,9 +220,13 @@ class ErrorBody(_Wire, frozen=True):
 class FetchedOrder(msgspec.Struct, frozen=True, kw_only=True):
     """What :meth:`BunjangClient.get_order` returns: the decoded order and the body exactly as received.
 
-    ``raw`` is the complete response body (``{"data": ...}``) byte for byte: the fetcher stores it in the
-    event log as "the order as the API returned it".
+    ``order_id`` is the answer's ``data.order.id`` (always the order asked). ``order`` is the fully
+    decoded ``data``, or ``None`` when some field does not read as documented (the answer is still
+    recorded: the projections judge each field). ``raw`` is the complete response body
+    (``{"data": ...}``) byte for byte: the fetcher stores it in the event log as "the order as the API
+    returned it".
     """
 
-    order: OrderDetail
+    order_id: int
+    order: OrderDetail | None
     raw: bytes

@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from email.utils import formatdate
 from typing import Any
 
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.enums import MediaType
 from litestar.params import FromPath
+from litestar.response import Stream
 
+from app.sandbox import hostile
 from app.sandbox.faults import Endpoint
 from app.sandbox.service import Sandbox
 from app.sandbox.wire import error_body, get_order_body, list_orders_body
@@ -47,6 +51,11 @@ class ApiAnswer(Exception):
 
 def _json(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> Response[bytes]:
     return Response(content=body, status_code=status, media_type=MediaType.JSON, headers=dict(headers or {}))
+
+
+def _date(sandbox: Sandbox) -> dict[str, str]:
+    """The ``Date`` header (real time, shifted by the ``dateOffsetS`` fault): the server sends none."""
+    return {"Date": formatdate(time.time() + sandbox.faults.settings.date_offset_s, usegmt=True)}
 
 
 async def _guard(sandbox: Sandbox, endpoint: Endpoint, request: Request[Any, Any, Any]) -> None:
@@ -78,28 +87,48 @@ async def _answer(
     endpoint: Endpoint,
     request: Request[Any, Any, Any],
     order_id: str | None,
-) -> Response[bytes]:
+) -> Response[Any]:
     """Run one REST call to its answer, and count it."""
-    status, headers = 200, {}
+    status, headers = 200, _date(sandbox)
     try:
         await _guard(sandbox, endpoint, request)
         body = _get_order(sandbox, order_id) if order_id is not None else _list_orders(sandbox, request)
     except ApiAnswer as answer:
-        status, body, headers = answer.status, error_body(answer.error_code, answer.reason), answer.headers
+        status, body = answer.status, error_body(answer.error_code, answer.reason)
+        headers.update(answer.headers)
     sandbox.counters.api_call(endpoint, status)
+    if status == 200:
+        streamed = _hostile_stream(sandbox, order_id, body, headers)
+        if streamed is not None:
+            return streamed
     return _json(status, body, headers)
+
+
+def _hostile_stream(
+    sandbox: Sandbox, order_id: str | None, body: bytes, headers: dict[str, str]
+) -> Stream | None:
+    """A dripping or oversize answer, when a fault asks for one."""
+    s = sandbox.faults.settings
+    oid = int(order_id) if order_id is not None else None
+    if oid is not None and oid in s.oversize_orders:
+        content = hostile.oversize(body, s.oversize_bytes)
+    elif (oid is not None and oid in s.drip_orders) or (oid is None and s.drip_list):
+        content = hostile.drip(body, s.drip_interval_s)
+    else:
+        return None
+    return Stream(content=content, status_code=200, media_type=MediaType.JSON, headers=headers)
 
 
 @get("/api/v1/orders/{order_id:str}")
 async def get_order(
     request: Request[Any, Any, Any], order_id: FromPath[str], sandbox: NamedDependency[Sandbox]
-) -> Response[bytes]:
+) -> Response[Any]:
     """Get Order."""
     return await _answer(sandbox, "get_order", request, order_id)
 
 
 @get("/api/v1/orders")
-async def list_orders(request: Request[Any, Any, Any], sandbox: NamedDependency[Sandbox]) -> Response[bytes]:
+async def list_orders(request: Request[Any, Any, Any], sandbox: NamedDependency[Sandbox]) -> Response[Any]:
     """List Orders."""
     return await _answer(sandbox, "list_orders", request, None)
 
@@ -111,7 +140,7 @@ def _get_order(sandbox: Sandbox, raw_id: str) -> bytes:
     order = sandbox.world.get(order_id)
     if order is None or sandbox.faults.is_missing(order_id):
         raise ApiAnswer(404, "RESOURCE_NOT_FOUND", f"order {order_id} not found")
-    return get_order_body(order)
+    return hostile.get_order_body(get_order_body(order), order_id, sandbox.faults.settings)
 
 
 def _list_orders(sandbox: Sandbox, request: Request[Any, Any, Any]) -> bytes:
@@ -126,7 +155,8 @@ def _list_orders(sandbox: Sandbox, request: Request[Any, Any, Any]) -> bytes:
     size = _parse_int(query.get("size"), "size", default=DEFAULT_SIZE, low=1, high=MAX_SIZE)
     matching = sandbox.world.updated_between(start, end)
     total_pages = math.ceil(len(matching) / size)
-    return list_orders_body(matching[page * size : (page + 1) * size], total_pages, len(matching))
+    body = list_orders_body(matching[page * size : (page + 1) * size], total_pages, len(matching))
+    return hostile.list_page_body(body, page, sandbox.faults.settings)
 
 
 def _parse_date(value: str | None, name: str) -> datetime:

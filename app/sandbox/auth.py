@@ -8,7 +8,8 @@ or the documented 401 ``errorCode`` with a reason. Checks, in order:
    (``INVALID_ACCESS_KEY``), read before the signature because the key selects the secret;
 3. it is HS256-signed with the base64-decoded secret key (``INVALID_AUTH_TOKEN``);
 4. it has an integer ``iat`` (``MISSING_IAT_CLAIM`` / ``INVALID_AUTH_TOKEN``) no older than the validity
-   (``EXPIRED_AUTH_TOKEN``; 30 s by default) and not from the future beyond the same allowance.
+   (``EXPIRED_AUTH_TOKEN``; 5 s by default, as Bunjang documents) and not from the future beyond the
+   same allowance.
 """
 
 from __future__ import annotations

@@ -50,8 +50,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     creds.add_argument(
         "--token-validity",
         type=float,
-        default=30.0,
-        help="seconds a token stays valid after iat (default: 30)",
+        default=5.0,
+        help="seconds a token stays valid after iat (default: 5, as Bunjang documents)",
     )
     hooks = parser.add_argument_group("webhooks")
     hooks.add_argument("--webhook-url", help="POST order.status.changed events here (default: no delivery)")
@@ -137,6 +137,49 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="comma-separated exact faults for the next REST calls, one step per call: "
         "ok, 500 (any 5xx), 429[:s], expired, slow:s",
     )
+    faults.add_argument(
+        "--hostile",
+        action="append",
+        default=[],
+        metavar="KIND=VALUE",
+        help="a hostile answer (repeatable; off by default): nul, far-future, out-of-range, bad-field, "
+        "wrong-id, oversize, drip = comma-separated order ids; endless-pages, drip-list = true; "
+        "oversize-bytes, drip-interval, date-offset = a number (see app/sandbox/hostile.py)",
+    )
+
+
+_HOSTILE_IDS = {
+    "nul": "nul_orders",
+    "far-future": "far_future_orders",
+    "out-of-range": "out_of_range_orders",
+    "bad-field": "bad_field_orders",
+    "wrong-id": "wrong_id_orders",
+    "oversize": "oversize_orders",
+    "drip": "drip_orders",
+}
+_HOSTILE_FLAGS = {"endless-pages": "endless_pages", "drip-list": "drip_list"}
+_HOSTILE_NUMBERS = {
+    "oversize-bytes": ("oversize_bytes", int),
+    "drip-interval": ("drip_interval_s", float),
+    "date-offset": ("date_offset_s", float),
+}
+
+
+def _hostile(values: list[str]) -> dict[str, object]:
+    """The ``--hostile KIND=VALUE`` flags as FaultSettings fields; ``ValueError`` for a bad one."""
+    fields: dict[str, object] = {}
+    for value in values:
+        kind, _, arg = value.partition("=")
+        if kind in _HOSTILE_IDS:
+            fields[_HOSTILE_IDS[kind]] = tuple(int(x) for x in arg.split(",") if x.strip())
+        elif kind in _HOSTILE_FLAGS:
+            fields[_HOSTILE_FLAGS[kind]] = arg.strip().lower() in ("", "1", "true", "yes")
+        elif kind in _HOSTILE_NUMBERS:
+            name, parse = _HOSTILE_NUMBERS[kind]
+            fields[name] = parse(arg)
+        else:
+            raise ValueError(f"unknown --hostile kind {kind!r}")
+    return fields
 
 
 def config_from_args(args: argparse.Namespace) -> SandboxConfig:
@@ -155,6 +198,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
             not_found_orders=tuple(args.not_found),
             api_script=tuple(step.strip() for step in args.api_script.split(",") if step.strip()),
         )
+        fault_settings = msgspec.structs.replace(fault_settings, **_hostile(args.hostile))
         # Struct constructors do not check Meta constraints; a round trip through convert does.
         fault_settings = msgspec.convert(msgspec.to_builtins(fault_settings), FaultSettings)
     except (msgspec.ValidationError, ValueError) as exc:

@@ -30,8 +30,8 @@ class SandboxConfig:
     access_key: str = DEFAULT_ACCESS_KEY
     secret_key: str = DEFAULT_SECRET_KEY
     """Base64, as Bunjang issues it; tokens must be HS256 with the decoded bytes."""
-    token_validity_s: float = 30.0
-    """A token is expired this many seconds after its ``iat``."""
+    token_validity_s: float = 5.0
+    """A token is expired this many seconds after its ``iat`` (5 s: Bunjang's documented validity)."""
     webhook_url: str | None = None
     """Where webhooks are POSTed; ``None`` records changes without delivering them."""
     webhook_secret: str = DEFAULT_WEBHOOK_SECRET

@@ -8,6 +8,8 @@ not disturb the world's own randomness and a seed reproduces a run.
 first step of the script. Steps: ``ok``; a 5xx code such as ``500`` or ``503``; ``429`` or ``429:<s>``
 (with ``Retry-After: <s>``); ``expired`` (401 ``EXPIRED_AUTH_TOKEN`` whatever the token); ``slow:<s>``
 (answer normally after ``<s>`` seconds, to provoke client timeouts).
+
+Hostile answers (``nulOrders`` … ``dateOffsetS``) are described in :mod:`app.sandbox.hostile`.
 """
 
 from __future__ import annotations
@@ -75,6 +77,28 @@ class FaultSettings(msgspec.Struct, frozen=True, kw_only=True, rename="camel", f
     """Orders for which Get Order always answers 404 ``RESOURCE_NOT_FOUND``."""
     api_script: tuple[str, ...] = ()
     """Exact faults for the next REST calls, one step per call (see the module docstring)."""
+    nul_orders: tuple[int, ...] = ()
+    """Orders whose answers carry a ``\\u0000`` in text fields (see :mod:`app.sandbox.hostile`)."""
+    far_future_orders: tuple[int, ...] = ()
+    """Orders whose items' ``statusUpdatedAt`` is ``9999-12-31T23:59:59Z``."""
+    out_of_range_orders: tuple[int, ...] = ()
+    """Orders whose items' ``statusUpdatedAt`` is ``9999-12-31T23:30:00-01:00`` (year 10000 in UTC)."""
+    bad_field_orders: tuple[int, ...] = ()
+    """Orders whose items have a price of 2**70 and a non-integer ``returnRequestId``."""
+    wrong_id_orders: tuple[int, ...] = ()
+    """Orders for which Get Order answers with another order's id."""
+    oversize_orders: tuple[int, ...] = ()
+    """Orders for which Get Order answers ``oversizeBytes`` bytes (streamed)."""
+    oversize_bytes: Annotated[int, msgspec.Meta(ge=0, le=1 << 30)] = 8 * 1024 * 1024
+    drip_orders: tuple[int, ...] = ()
+    """Orders for which Get Order drips its body one byte every ``dripIntervalS``."""
+    drip_list: bool = False
+    """List Orders pages drip like ``dripOrders``."""
+    drip_interval_s: Seconds = 1.0
+    endless_pages: bool = False
+    """Every List Orders page announces one more page."""
+    date_offset_s: Annotated[float, msgspec.Meta(ge=-86400.0, le=86400.0)] = 0.0
+    """Added to the ``Date`` header of every REST answer."""
 
     def __post_init__(self) -> None:
         for step in self.api_script:

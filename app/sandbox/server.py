@@ -107,6 +107,8 @@ def make_server(app: Callable[..., Any], *, access_log: bool = False) -> uvicorn
         log_level="warning",
         access_log=access_log,
         timeout_graceful_shutdown=5,
+        # The REST answers carry their own Date (the dateOffsetS fault shifts it); two would be ambiguous.
+        date_header=False,
     )
     return uvicorn.Server(config)
 

@@ -38,6 +38,14 @@ ON CONFLICT (order_item_id) DO UPDATE SET
     webhook_signed_at = excluded.webhook_signed_at,
     webhook_position = excluded.webhook_position;
 
+-- name: record_anomalies
+-- Fields of API observations read as absent because implausible or unreadable (projections/events.py):
+-- $1 positions, $2 item ids, $3 fields, $4 order ids, $5 problems, $6 recorded_at. A field seen again
+-- (a retried or refolded event) is kept once. Unqualified, like the item table (live or rebuild).
+INSERT INTO item_anomalies (position, order_item_id, field, order_id, problem, recorded_at)
+SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::timestamptz[])
+ON CONFLICT DO NOTHING;
+
 -- name: bulk_functions
 -- Session-local (pg_temp) checks used by bulk_build, created in their own short transaction before
 -- the read-only one that runs it. Each says whether a JSON value (NULL when absent) is one that the
@@ -75,10 +83,15 @@ $$ SELECT CASE jsonb_typeof(j) WHEN 'string' THEN pg_temp.bunsync_rfc3339(j #>> 
 -- the rows. One row per item; folded: the item is left to Python, with the positions of its events
 -- (item NULL: the events bulk_build did not read, "bad").
 --
--- Reading. An event is read only if every value read passes the bulk_functions checks (the fields
--- projections/events.py decodes for a status observation, no more). Any other event is "bad":
--- Python parks it with msgspec's own message, as the live projector does (or, if Python reads it
--- after all, the caller abandons the bulk phase).
+-- Reading. An event is read only if what it cannot exist without passes the bulk_functions checks
+-- (the order id, items that are objects with an integer id and a text status; a webhook's pid). Any
+-- other event is "bad": Python parks it with its own message, as the live projector does (or, if
+-- Python reads it after all, the caller abandons the bulk phase). An API item's other fields
+-- (statusUpdatedAt, product, its id, name, price) are read on their own by Python: a value it cannot
+-- read or an implausible time is read as absent and recorded in item_anomalies. Here, an item with a
+-- value these checks do not vouch for, or with a time outside the plausibility window of
+-- projections/rules.py (plausible_time: from 2000-01-01 to the event's recorded_at + 15 minutes), is
+-- left to Python ("unsure", folded), which applies that rule and records the anomaly.
 --
 -- The rule. projections/rules.py (apply_status) folded in log order is a function of the set of an
 -- item's observations: the API state is the newest API observation by (statusUpdatedAt NULLS FIRST,
@@ -143,30 +156,50 @@ items_checked AS (
     -- The item's checks; ok: the event's and the item's passed (only then is anything cast).
     SELECT i.*,
            i.event_ok AND (i.no_item OR (
-               i.item_type = 'object' AND pg_temp.bunsync_int(i.id, true) AND pg_temp.bunsync_int(i.pid, false)
+               i.item_type = 'object' AND pg_temp.bunsync_int(i.id, true)
                AND CASE WHEN i.webhook THEN pg_temp.bunsync_text(i.status_json, true)
-                        ELSE pg_temp.bunsync_text(i.status_json, false)
-                             AND pg_temp.bunsync_time(i.ts) AND pg_temp.bunsync_object(i.product)
-                             AND pg_temp.bunsync_text(i.name, false)
-                             AND pg_temp.bunsync_int(i.price, false) END)) AS ok
+                                            AND pg_temp.bunsync_int(i.pid, false)
+                        ELSE pg_temp.bunsync_text(i.status_json, false) END)) AS ok,
+           -- An API item's other fields: only values these checks vouch for are read here.
+           i.webhook OR (pg_temp.bunsync_time(i.ts) AND pg_temp.bunsync_object(i.product)
+                         AND pg_temp.bunsync_int(i.pid, false) AND pg_temp.bunsync_text(i.name, false)
+                         AND pg_temp.bunsync_int(i.price, false)) AS sure
     FROM items AS i
+    OFFSET 0
+),
+vouched AS (
+    -- Values are cast only when checked (ok and sure), so no payload can make the statement fail.
+    SELECT k.*, k.ok AND k.sure AS cast_ok,
+           CASE WHEN k.ok AND k.sure AND NOT k.webhook THEN (k.ts ->> 0)::timestamptz END AS api_ts
+    FROM items_checked AS k
+    OFFSET 0
+),
+judged AS (
+    -- rules.plausible_time. An implausible time is never returned (year 10000 would not even decode
+    -- in Python): the item is left to Python, which reads the time as absent.
+    SELECT v.*,
+           v.api_ts IS NOT NULL AND NOT (v.api_ts >= timestamptz '2000-01-01T00:00:00Z'
+                                         AND v.api_ts <= v.recorded_at + interval '15 minutes') AS implausible
+    FROM vouched AS v
     OFFSET 0
 ),
 obs AS MATERIALIZED (
     -- Materialized: read twice (the bad events below, and the rule).
     SELECT CASE WHEN k.ok THEN (k.id ->> 0)::bigint END AS item, NOT k.webhook AS api,
            CASE WHEN k.ok THEN k.status END AS status,
-           CASE WHEN NOT k.ok THEN NULL WHEN k.webhook THEN k.signed_at
-                ELSE (k.ts ->> 0)::timestamptz END AS ts,
+           CASE WHEN NOT k.ok OR k.implausible THEN NULL WHEN k.webhook THEN k.signed_at
+                ELSE k.api_ts END AS ts,
            k.position, k.tx_id, k.recorded_at,
-           CASE WHEN k.ok THEN (k.pid ->> 0)::bigint END AS pid,
-           CASE WHEN k.ok THEN k.name ->> 0 END AS product_name,
-           CASE WHEN k.ok THEN (k.price ->> 0)::bigint END AS price,
+           CASE WHEN k.cast_ok THEN (k.pid ->> 0)::bigint END AS pid,
+           CASE WHEN k.cast_ok THEN k.name ->> 0 END AS product_name,
+           CASE WHEN k.cast_ok THEN (k.price ->> 0)::bigint END AS price,
            CASE WHEN k.ok THEN (k.order_id ->> 0)::bigint END AS order_id,
            CASE k.type WHEN 'webhook.order_status_changed.v1' THEN 'webhook'
                        WHEN 'order.observed' THEN 'get_order' ELSE 'list_orders' END AS source,
-           NOT k.ok AS bad
-    FROM items_checked AS k
+           NOT k.ok AS bad,
+           -- Left to Python: a value not vouched for, or a time outside rules.plausible_time's window.
+           k.ok AND NOT k.webhook AND (NOT k.sure OR k.implausible) AS unsure
+    FROM judged AS k
 ),
 -- Events not read: one bad item makes the whole event bad (usually none).
 bad AS (
@@ -176,11 +209,11 @@ bad AS (
 -- item NULL, so that its position reaches the caller.
 kept AS (
     SELECT o.item, o.api, o.status, o.ts, o.position, o.tx_id, o.recorded_at, o.pid, o.product_name,
-           o.price, o.order_id, o.source
+           o.price, o.order_id, o.source, o.unsure
     FROM obs AS o
     WHERE o.status IS NOT NULL AND o.position NOT IN (SELECT b.position FROM bad AS b)
     UNION ALL
-    SELECT NULL, false, NULL, NULL, b.position, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+    SELECT NULL, false, NULL, NULL, b.position, NULL, NULL, NULL, NULL, NULL, NULL, NULL, false
     FROM bad AS b
 ),
 -- One sort (item, position DESC) serves every window below: w is the item's whole partition.
@@ -192,9 +225,10 @@ step1 AS (
            max(o.position) FILTER (WHERE o.product_name IS NOT NULL) OVER w AS name_pos,
            max(o.position) FILTER (WHERE o.price IS NOT NULL) OVER w AS price_pos,
            -- Left to Python: the next newer observation was written by an older transaction (read
-           -- after this one) or is in the same event; an unsigned webhook; bad events (item NULL).
+           -- after this one) or is in the same event; an unsigned webhook; bad events (item NULL);
+           -- an unsure API item.
            coalesce(lag(o.tx_id) OVER w < o.tx_id OR lag(o.position) OVER w = o.position, false)
-               OR (NOT o.api AND o.ts IS NULL) OR o.item IS NULL AS fold
+               OR (NOT o.api AND o.ts IS NULL) OR o.item IS NULL OR o.unsure AS fold
     FROM kept AS o
     WINDOW w AS (PARTITION BY o.item ORDER BY o.position DESC
                  ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)

@@ -69,3 +69,31 @@ FROM bunsync.reconcile_passes AS r
 WHERE r.finished_at IS NOT NULL
 ORDER BY r.finished_at DESC, r.id DESC
 LIMIT 1;
+
+-- name: item_anomaly_count
+-- Fields of API observations read as absent (implausible or unreadable). No parameters.
+SELECT count(*) FROM bunsync.item_anomalies;
+
+-- name: item_anomalies_newest
+-- The $1 newest item anomalies (by log position).
+SELECT a.order_id, a.order_item_id, a.position, a.field, a.problem, a.recorded_at
+FROM bunsync.item_anomalies AS a
+ORDER BY a.position DESC, a.order_item_id, a.field
+LIMIT $1;
+
+-- name: overdue_passes
+-- Reconcile passes unfinished past their own deadline (stuck, or their process died). No parameters.
+-- Few rows match (open passes are recent, or dead and rare): a plain filter is enough.
+SELECT r.id, r.started_at, r.deadline_at
+FROM bunsync.reconcile_passes AS r
+WHERE r.finished_at IS NULL AND r.deadline_at < now()
+ORDER BY r.started_at DESC
+LIMIT 5;
+
+-- name: clock_reading
+-- The newest clock reading taken within the last $1 seconds (none: nothing to judge).
+SELECT c.reporter, c.skew_s, c.measured_at
+FROM bunsync.clock_readings AS c
+WHERE c.measured_at > now() - make_interval(secs => $1)
+ORDER BY c.measured_at DESC
+LIMIT 1;

@@ -31,12 +31,26 @@ STATUS = [
     "SELECT projection, position, events_read FROM bunsync.projection_checkpoints "
     "WHERE projection = 'order_item_status'",
     "SELECT projection, position, error FROM bunsync.parked_events WHERE projection = 'order_item_status'",
+    "SELECT position, order_item_id, field, order_id, problem, recorded_at FROM bunsync.item_anomalies",
 ]
 STATUSES = ["PAYMENT_RECEIVED", "SHIP_READY", "IN_TRANSIT", "UNKNOWN_NEW_STATUS"]
 
-#: Payloads msgspec refuses (parked), or reads although the bulk SQL does not (the bulk phase then
-#: steps aside), or reads like the SQL does (a leap day, a time without an offset).
-ODD_TIMES = ["2024-02-29T00:00:00Z", "2026-02-29T00:00:00Z", "2026-01-01T00:00:07", "2026-01-01 00:00:07Z"]
+#: Times msgspec refuses (an anomaly: read as absent), or reads although the bulk SQL does not (the
+#: item is folded in Python), or reads like the SQL does (a leap day, a time without an offset), and
+#: implausible ones: far future (year 10000 in UTC), before 2000, a little or far after recording.
+ODD_TIMES = [
+    "2024-02-29T00:00:00Z",
+    "2026-02-29T00:00:00Z",
+    "2026-01-01T00:00:07",
+    "2026-01-01 00:00:07Z",
+    "9999-12-31T23:59:59Z",
+    "9999-12-31T23:30:00-01:00",
+    "0001-01-01T00:30:00+01:00",
+    "1970-01-01T00:00:00Z",
+    "1999-12-31T23:59:59.999999Z",
+    "2999-01-01T00:00:00+13:59",
+    "yesterday",
+]
 
 
 def _odd(order: int, item: int, kind: int, time: str) -> dict[str, Any]:
@@ -52,6 +66,12 @@ def _odd(order: int, item: int, kind: int, time: str) -> dict[str, Any]:
         entry["product"] = [entry["product"]]
     elif kind == 4:
         entry["status"] = 7 if time < "2026" else "S" * 10_001  # not a string; over msgspec's limit
+    elif kind == 5:  # one bad product field: an anomaly, the status still counts
+        entry["product"]["price"] = 2**70
+    elif kind == 6:
+        entry["product"]["id"] = "not a number" if time < "2026" else 1.5
+    elif kind == 7:
+        entry["product"]["name"] = {"not": "text"}
     else:  # a flaw in a part the status projection does not read: the status still counts
         body["data"]["seller"] = {"id": "not a number"}
         body["data"]["delivery"] = {"shipDoneAt": "yesterday"}
@@ -82,7 +102,7 @@ def event_sets(draw: st.DrawFn) -> tuple[list[NewEvent], list[NewEvent]]:
         elif kind == "list_orders":
             out.append(listed(order, [(item, status, maybe_t)]))
         else:
-            body = _odd(order, item, draw(st.integers(0, 5)), draw(st.sampled_from(ODD_TIMES)))
+            body = _odd(order, item, draw(st.integers(0, 8)), draw(st.sampled_from(ODD_TIMES)))
             out.append(observed(order, [], body=body))
     split = draw(st.integers(0, len(out)))
     return out[:split], out[split:]

@@ -69,7 +69,7 @@ def test_differences_are_orders_with_any_item_not_as_shown() -> None:
     unseen = _order(3, (31, "PAYMENT_RECEIVED", t1))
     provisional = _order(4, (41, "IN_TRANSIT", t2))
     shown = {11: ("SHIP_READY", t1), 21: ("SHIP_READY", t1), 22: ("SHIP_READY", t1), 41: ("IN_TRANSIT", None)}
-    assert [o.id for o in differences([same, newer, unseen, provisional], shown)] == [2, 3, 4]
+    assert [o.id for o in differences([same, newer, unseen, provisional], shown, NOW)] == [2, 3, 4]
 
 
 def test_the_same_observation_always_has_the_same_key() -> None:
