@@ -138,13 +138,6 @@ class PersonalDataErased(msgspec.Struct, frozen=True, rename="camel"):
     erased: list[Text] = []
 
 
-class OrderListed(msgspec.Struct, frozen=True, rename="camel"):
-    """The payload of ``order.listed``: one order entry of List Orders."""
-
-    id: BigInt
-    order_items: list[OrderItem] | None = None
-
-
 #: An item as the status projections read it: each field decoded on its own (see the module docstring).
 _RawItem = dict[str, msgspec.Raw]
 
