@@ -119,6 +119,19 @@ RECONCILE_ORDERS_SEEN = Counter(
 )
 
 
+# ------------------------------------------------------------------------------- HTTP refusals
+
+HTTP_REFUSALS = Counter(
+    "bunsync_http_refusals_total",
+    "Requests and connections the HTTP listeners refused or cut before the application saw them, by "
+    "listener (webhook, operator) and reason (header_timeout, body_timeout, write_timeout, "
+    "headers_too_large, too_many_headers, uri_too_long, bad_request, pipeline_overflow, "
+    "connection_limit, not_found, unauthorized). Signature refusals are in bunsync_webhooks_total.",
+    ["listener", "reason"],
+    registry=REGISTRY,
+)
+
+
 # ---------------------------------------------------------------------------------- database-wide
 
 

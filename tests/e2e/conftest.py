@@ -38,11 +38,13 @@ def free_port() -> int:
 
 @dataclass
 class Serve:
-    """A running ``bunsync serve`` process."""
+    """A running ``bunsync serve`` process: ``url`` is its webhook listener, ``admin_url`` its operator
+    listener (``/status``, ``/metrics``; ``None`` when ``BUNSYNC_ADMIN_PORT=0``)."""
 
     process: subprocess.Popen[bytes]
     url: str
     log_path: Path
+    admin_url: str | None = None
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -74,7 +76,14 @@ def start_serve(tmp_path: Path) -> Iterator[Callable[..., Serve]]:
 
     def start(env: dict[str, str], *args: str, wait: bool = True) -> Serve:
         port = int(env.get("BUNSYNC_PORT") or free_port())
-        full_env = {**os.environ, **ENV_BASE, "BUNSYNC_PORT": str(port), **env}
+        admin_port = int(env.get("BUNSYNC_ADMIN_PORT") or free_port())
+        full_env = {
+            **os.environ,
+            **ENV_BASE,
+            "BUNSYNC_PORT": str(port),
+            "BUNSYNC_ADMIN_PORT": str(admin_port),
+            **env,
+        }
         log_path = tmp_path / f"serve-{len(started)}.log"
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
@@ -84,7 +93,13 @@ def start_serve(tmp_path: Path) -> Iterator[Callable[..., Serve]]:
                 stderr=subprocess.STDOUT,
                 cwd=tmp_path,
             )
-        serve = Serve(process=process, url=f"http://127.0.0.1:{port}", log_path=log_path)
+        admin_host = full_env.get("BUNSYNC_ADMIN_HOST", "127.0.0.1")
+        serve = Serve(
+            process=process,
+            url=f"http://127.0.0.1:{port}",
+            log_path=log_path,
+            admin_url=f"http://{admin_host}:{admin_port}" if admin_port else None,
+        )
         started.append(serve)
         if wait:
             wait_ready(serve.url, process, log_path)
