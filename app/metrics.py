@@ -53,8 +53,8 @@ SNAPSHOT_TIMEOUT_S = 5.0
 WEBHOOKS = Counter(
     "bunsync_webhooks_total",
     "Webhook deliveries answered, by result (accepted, duplicate, conflict, unrecognized: stored, 204; "
-    "rejected: 401 or 405, with the reason; too_large: 413; unavailable: 503, not stored; error: 500, "
-    "a bug).",
+    "rejected: 401 or 405, with the reason; too_large: 413; unavailable: 503, not stored; busy: 503, "
+    "too many large bodies in flight; error: 500, a bug).",
     ["result", "reason"],
     registry=REGISTRY,
 )
@@ -65,6 +65,7 @@ WEBHOOK_CONFLICT = WEBHOOKS.labels("conflict", "")
 WEBHOOK_UNRECOGNIZED = WEBHOOKS.labels("unrecognized", "")
 WEBHOOK_TOO_LARGE = WEBHOOKS.labels("too_large", "")
 WEBHOOK_UNAVAILABLE = WEBHOOKS.labels("unavailable", "")
+WEBHOOK_BUSY = WEBHOOKS.labels("busy", "")  # 503: too many large bodies in flight (app.webhook_endpoint)
 WEBHOOK_ERROR = WEBHOOKS.labels("error", "")
 WEBHOOK_METHOD_NOT_ALLOWED = WEBHOOKS.labels("rejected", "method-not-allowed")
 WEBHOOK_REJECTED = {r: WEBHOOKS.labels("rejected", r.value) for r in Rejection}

@@ -63,6 +63,7 @@ def listener_limits(settings: Settings, open_files: int) -> tuple[Limits, Limits
         listener=WEBHOOK_LISTENER,
         header_timeout_s=settings.http_header_timeout_s,
         body_timeout_s=settings.http_body_timeout_s,
+        write_timeout_s=settings.http_body_timeout_s,  # a client not reading its answers: as slow a body
         max_connections=webhook_cap,
         max_body_bytes=_TRANSPORT_BODY_CAP,
     )

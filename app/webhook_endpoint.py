@@ -35,6 +35,12 @@ from app.refusals import RefusalLog
 log = structlog.get_logger(__name__)
 
 MAX_WEBHOOK_BODY = 1024 * 1024
+# Bodies up to this size are read by any number of requests at once (Bunjang's are about 1 KB); past it
+# a request needs one of LARGE_BODY_SLOTS, else it is answered 503 (Bunjang retries). So forged
+# signatures on many connections holding 1 MiB bodies cannot make the process hold more than
+# LARGE_BODY_SLOTS MiB of them, while real deliveries (small) are never held up.
+SMALL_BODY = 64 * 1024
+LARGE_BODY_SLOTS = 16
 PROBLEM_MEDIA_TYPE = b"application/problem+json"
 RETRY_AFTER_S = b"5"
 _SIGNATURE_HEADER = signature.HEADER.lower().encode("latin-1")
@@ -71,6 +77,26 @@ class _Disconnected(Exception):
     pass
 
 
+class _NoLargeBodySlot(Exception):
+    pass
+
+
+class LargeBodies:
+    """How many requests may hold a body larger than :data:`SMALL_BODY` at once."""
+
+    def __init__(self, slots: int = LARGE_BODY_SLOTS) -> None:
+        self.free = slots
+
+    def take(self) -> None:
+        """Take a slot; raise :class:`_NoLargeBodySlot` if none is free."""
+        if self.free <= 0:
+            raise _NoLargeBodySlot
+        self.free -= 1
+
+    def give_back(self) -> None:
+        self.free += 1
+
+
 class WebhookEndpoint:
     """The webhook receiver: an ASGI callable bound to the secrets, the ingestor and the refusal log."""
 
@@ -81,6 +107,7 @@ class WebhookEndpoint:
         self._tolerance_s = tolerance_s
         self._ingestor = ingestor
         self._refusals = refusals
+        self._large_bodies = LargeBodies()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         received = time.perf_counter()
@@ -155,12 +182,25 @@ class WebhookEndpoint:
             parsed = signature.check_header(
                 raw_header.decode("latin-1") if raw_header is not None else None, now, self._tolerance_s
             )
-            body = await _read_body(receive)
+            body = await _read_body(receive, headers, self._large_bodies)
             return body, signature.verify_body(parsed, body, self._secrets), now
         except signature.SignatureError as exc:
             await self._rejected(send, rid, exc)
         except _TooLarge:
             await self._too_large(send, rid)
+        except _NoLargeBodySlot:
+            metrics.WEBHOOK_BUSY.inc()
+            self._refusals.note(_LISTENER, "large-bodies-busy")
+            await _problem(
+                send,
+                rid,
+                503,
+                "busy",
+                "Busy",
+                f"too many bodies over {SMALL_BODY} bytes in flight; retry later",
+                retry_after=RETRY_AFTER_S,
+                close=True,
+            )
         except _Disconnected:
             pass  # the sender hung up (or was cut by a deadline) before its body was in: no answer
         return None
@@ -183,21 +223,34 @@ class WebhookEndpoint:
         )
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise _Disconnected
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_WEBHOOK_BODY:
-            raise _TooLarge
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+async def _read_body(receive: Receive, headers: dict[bytes, bytes], large: LargeBodies) -> bytes:
+    """The whole body (at most :data:`MAX_WEBHOOK_BODY`); past :data:`SMALL_BODY` (declared or read)
+    only while holding a large-body slot."""
+    declared = headers.get(b"content-length")
+    holding = False
+    if declared is not None and declared.isdigit() and int(declared) > SMALL_BODY:
+        large.take()
+        holding = True
+    try:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_WEBHOOK_BODY:
+                raise _TooLarge
+            if size > SMALL_BODY and not holding:
+                large.take()
+                holding = True
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+    finally:
+        if holding:
+            large.give_back()
 
 
 async def _problem(
@@ -210,6 +263,7 @@ async def _problem(
     *,
     retry_after: bytes | None = None,
     allow: bytes | None = None,
+    close: bool | None = None,
 ) -> None:
     body = problem_body(status, slug, title, detail)
     headers = [
@@ -217,7 +271,7 @@ async def _problem(
         (b"content-length", str(len(body)).encode()),
         (REQUEST_ID_HEADER, rid),
     ]
-    if status < 500:
+    if close if close is not None else status < 500:
         headers.append((b"connection", b"close"))  # a refused sender has nothing more to say here
     if retry_after is not None:
         headers.append((b"retry-after", retry_after))

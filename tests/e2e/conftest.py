@@ -69,12 +69,19 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path, deadl
     raise AssertionError(f"bunsync serve not ready after {deadline_s} s:\n{log_path.read_text()}")
 
 
+def _limit_open_files(n: int | None) -> None:
+    import resource
+
+    if n:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+
+
 @pytest.fixture
 def start_serve(tmp_path: Path) -> Iterator[Callable[..., Serve]]:
     """Start ``bunsync serve`` with extra env; every process started is stopped at the end."""
     started: list[Serve] = []
 
-    def start(env: dict[str, str], *args: str, wait: bool = True) -> Serve:
+    def start(env: dict[str, str], *args: str, wait: bool = True, open_files: int | None = None) -> Serve:
         port = int(env.get("BUNSYNC_PORT") or free_port())
         admin_port = int(env.get("BUNSYNC_ADMIN_PORT") or free_port())
         full_env = {
@@ -92,6 +99,8 @@ def start_serve(tmp_path: Path) -> Iterator[Callable[..., Serve]]:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 cwd=tmp_path,
+                # open_files: soft and hard RLIMIT_NOFILE of the process (fd exhaustion tests)
+                preexec_fn=(lambda: _limit_open_files(open_files)) if open_files else None,
             )
         admin_host = full_env.get("BUNSYNC_ADMIN_HOST", "127.0.0.1")
         serve = Serve(
