@@ -64,7 +64,7 @@ _SLUG_BY_STATUS = {
     405: "method-not-allowed",
     413: "body-too-large",
 }
-_TITLE_BY_STATUS = {404: "Not found", 405: "Method not allowed", 400: "Bad request"}
+_TITLE_BY_STATUS = {400: "Bad request", 401: "Unauthorized", 404: "Not found", 405: "Method not allowed"}
 
 
 def http_exception_handler(listener: str, refusals: RefusalLog) -> Any:
@@ -76,7 +76,8 @@ def http_exception_handler(listener: str, refusals: RefusalLog) -> Any:
         refusals.refused(listener, slug.replace("-", "_"))
         if exc.status_code == 413:
             return problem(413, slug, "Request body too large", f"the limit is {MAX_WEBHOOK_BODY} bytes")
-        return problem(exc.status_code, slug, _TITLE_BY_STATUS.get(exc.status_code, "HTTP error"))
+        title = _TITLE_BY_STATUS.get(exc.status_code, "HTTP error")
+        return problem(exc.status_code, slug, title, None, **(exc.headers or {}))
 
     return handle
 

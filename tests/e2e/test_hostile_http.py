@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -23,8 +26,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.signature import sign
-from tests.e2e.conftest import SECRET, Serve
-from tests.e2e.helpers import post_webhook, webhook_body
+from tests.e2e.conftest import ENV_BASE, SECRET, Serve, TcpProxy
+from tests.e2e.helpers import fetch_rows, post_webhook, webhook_body
 
 pytestmark = pytest.mark.e2e
 
@@ -326,3 +329,109 @@ def test_connections_beyond_the_open_file_limit_do_not_stop_deliveries(
     assert counted.get("connection_evicted", 0) > 0, counted
     assert "Too many open files" not in serve.logs()
     assert_refusals_summarised(serve, [outcome])
+
+
+# ------------------------------------------------------------------------------ the two listeners
+
+TOKEN = "e2e-operator-token-0123456789"
+
+
+def test_the_operator_listener_needs_its_token_and_the_webhook_listener_serves_nothing_else(
+    database_url: str, start_serve: Callable[..., Serve]
+) -> None:
+    serve = start_serve(
+        {"BUNSYNC_DATABASE_URL": database_url, "BUNSYNC_ADMIN_TOKEN": TOKEN}, "--no-fetch", "--no-scheduler"
+    )
+    admin = serve.admin_url
+    for path in ("/status", "/metrics"):
+        for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": TOKEN}):
+            r = httpx.get(f"{admin}{path}", headers=headers, timeout=10)
+            assert r.status_code == 401, (path, headers)
+            assert r.headers["content-type"] == "application/problem+json"
+            assert r.json()["type"] == "urn:bunsync:problem:unauthorized"
+            assert r.headers["www-authenticate"].startswith("Bearer")
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    status = httpx.get(f"{admin}/status", headers=bearer, timeout=10)
+    assert status.status_code == 200 and "events_total" in status.json()
+    assert "bunsync_webhooks_total" in httpx.get(f"{admin}/metrics", headers=bearer, timeout=10).text
+    # Health is open on the operator listener, with details.
+    assert httpx.get(f"{admin}/health/live", timeout=10).status_code == 200
+    ready = httpx.get(f"{admin}/health/ready", timeout=10)
+    assert ready.status_code == 200 and ready.json()["status"] == "ready" and "schema_version" in ready.json()
+
+    # The webhook listener: /status and /metrics are not there, nor anything but webhooks and health.
+    for path in ("/status", "/metrics", "/", "/admin", "/health", "/webhooks/bunjang/x"):
+        r = httpx.get(f"{serve.url}{path}", headers=bearer, timeout=10)
+        assert r.status_code == 404, path
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json() == {
+            "type": "urn:bunsync:problem:not-found",
+            "title": "Not found",
+            "status": 404,
+            "detail": None,
+        }
+    ready = httpx.get(f"{serve.url}/health/ready", timeout=10)
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+    assert "server" not in ready.headers
+    counted = httpx.get(f"{admin}/metrics", headers=bearer, timeout=10).text
+    assert 'bunsync_http_refusals_total{listener="operator",reason="unauthorized"} 6.0' in counted
+    assert 'bunsync_http_refusals_total{listener="webhook",reason="not_found"} 6.0' in counted
+
+
+def test_not_ready_says_nothing_more_on_the_webhook_listener(
+    db_proxy: tuple[TcpProxy, str], start_serve: Callable[..., Serve]
+) -> None:
+    proxy, dsn = db_proxy
+    serve = start_serve({"BUNSYNC_DATABASE_URL": dsn}, "--no-fetch", "--no-scheduler", "--no-projectors")
+    proxy.cut()
+    public = httpx.get(f"{serve.url}/health/ready", timeout=30)
+    assert (public.status_code, public.content) == (503, b'{"status":"not ready"}')
+    private = httpx.get(f"{serve.admin_url}/health/ready", timeout=30)
+    assert private.status_code == 503 and private.json()["detail"].startswith("database unavailable")
+    proxy.restore()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.1", "bunsync.example"])
+def test_an_operator_listener_off_loopback_without_a_token_is_refused(host: str) -> None:
+    env = {
+        **os.environ,
+        **ENV_BASE,
+        "BUNSYNC_ADMIN_HOST": host,
+        "BUNSYNC_DATABASE_URL": "postgresql://x@127.0.0.1:9/x",
+    }
+    env.pop("BUNSYNC_ADMIN_TOKEN", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"bunsync: configuration error: BUNSYNC_ADMIN_TOKEN: required when BUNSYNC_ADMIN_HOST ({host}) is "
+        "not a loopback address: the operator listener serves /status and /metrics, which must not be "
+        "open to the network"
+    ]
+
+
+# ---------------------------------------------------------------------- bodies that decode badly
+
+
+def test_signed_bodies_that_decode_badly_are_stored_verbatim(
+    database_url: str, start_serve: Callable[..., Serve]
+) -> None:
+    serve = start_serve({"BUNSYNC_DATABASE_URL": database_url}, "--no-fetch", "--no-scheduler")
+    known = webhook_body("D1")
+    bodies = [
+        known.replace(b'"data"', b'"note":"\xff\xfe","data"'),  # invalid UTF-8 in an unknown field
+        known.replace(b'"D1"', b'"D2"').replace(
+            b'"data"', b'"deep":' + b"[" * 10_000 + b"]" * 10_000 + b',"data"'
+        ),
+        b"{" * 20_000,  # deep and not even JSON
+        known.replace(b'"D1"', b'"D\\u00003"'),  # NUL in the eventId
+        b"\x00" * 1000,
+        b"x" * (1024 * 1024),  # exactly the limit
+    ]
+    for body in bodies:
+        assert post_webhook(serve, body).status_code == 204
+    stored = fetch_rows(database_url, "SELECT type, raw FROM bunsync.event_log ORDER BY position")
+    assert [bytes(r["raw"]) for r in stored] == bodies
+    assert {r["type"] for r in stored} == {"webhook.unrecognized"}
+    assert "http_unexpected_error" not in serve.logs()
