@@ -241,6 +241,11 @@ class GuardedProtocol(HttpToolsProtocol):
         return r is not None and not r.response_complete and not r.disconnected
 
     def _refuse(self, refusal: _Refused) -> None:
+        if self._busy() and self._running is self.cycle and not self._in_headers:
+            # The request being answered is the one refused (its body is over the cap): the
+            # application owns its answer and waits for a body that will not come, so cut now.
+            self.cut(refusal.reason)
+            return
         self._listener.refusals.refused(self._limits.listener, refusal.reason)
         self._refusing = True
         self.pipeline.clear()
@@ -304,6 +309,7 @@ def build_server(
         http=functools.partial(GuardedProtocol, listener=listener),  # type: ignore[arg-type]
         ws="none",
         lifespan="off",
+        proxy_headers=False,  # bunsync uses no client address; trust no X-Forwarded-* header
         log_config=None,
         access_log=False,
         server_header=False,
