@@ -47,6 +47,9 @@ from app.webhook_endpoint import PROBLEM_MEDIA_TYPE, problem_body
 log = structlog.get_logger(__name__)
 
 _SLICE = 4096  # bytes fed to the parser at once: the header-byte count is exact to this
+# Deadlines are checked by one sweep per listener this often, not by a timer per request: a request
+# then costs an assignment, not a timer scheduled and cancelled three times.
+SWEEP_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,20 @@ class Listener:
     limits: Limits
     refusals: RefusalLog
     evictable: dict[GuardedProtocol, None] = field(default_factory=dict)
+    watched: set[GuardedProtocol] = field(default_factory=set)
+    _sweep: asyncio.TimerHandle | None = None
+
+    def watch(self, connection: GuardedProtocol) -> None:
+        """Check ``connection``'s deadline every :data:`SWEEP_S` until it is lost."""
+        self.watched.add(connection)
+        if self._sweep is None:
+            self._sweep = connection.loop.call_later(SWEEP_S, self._tick, connection.loop)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for connection in [c for c in self.watched if c.deadline <= now]:
+            connection.expire()
+        self._sweep = loop.call_later(SWEEP_S, self._tick, loop) if self.watched else None
 
     def evict_oldest(self, newcomer: GuardedProtocol) -> bool:
         """Cut the oldest connection with no request in progress; False if there is none."""
@@ -107,7 +124,7 @@ class GuardedProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._listener = listener
         self._limits = listener.limits
-        self._timer: asyncio.TimerHandle | None = None
+        self.deadline = float("inf")  # loop time by which the current phase must be over
         self._timer_reason = ""
         self._write_timer: asyncio.TimerHandle | None = None
         self._in_headers = True  # from the connection's start: the first request's headers are due
@@ -121,6 +138,7 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._listener.watch(self)
         self._arm(self._limits.header_timeout_s, "header_timeout")
         if len(self.connections) > self._limits.max_connections and not self._listener.evict_oldest(self):
             self._listener.refusals.refused(self._limits.listener, "connection_limit")
@@ -134,6 +152,7 @@ class GuardedProtocol(HttpToolsProtocol):
             self._write_timer.cancel()
             self._write_timer = None
         self._listener.evictable.pop(self, None)
+        self._listener.watched.discard(self)
         self.pipeline.clear()
         super().connection_lost(exc)
 
@@ -148,15 +167,13 @@ class GuardedProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         if self._refusing or self.transport.is_closing():
             return  # what a refused or closing connection still sends is dropped unread
-        view = memoryview(data)
         try:
+            if len(data) <= _SLICE:  # the common case: a whole small request
+                self._feed(data)
+                return
+            view = memoryview(data)
             for start in range(0, len(view), _SLICE):
-                piece = view[start : start + _SLICE]
-                self.parser.feed_data(piece)
-                if self._in_headers:
-                    self._header_bytes += len(piece)
-                    if self._header_bytes > self._limits.max_header_bytes:
-                        raise _Refused(431, "headers_too_large", "Request Header Fields Too Large")
+                self._feed(view[start : start + _SLICE])
         except _Refused as refusal:
             self._refuse(refusal)
         except httptools.HttpParserUpgrade:
@@ -166,6 +183,13 @@ class GuardedProtocol(HttpToolsProtocol):
             cause = exc.__context__
             bad = _Refused(400, "bad_request", "Bad Request")
             self._refuse(cause if isinstance(cause, _Refused) else bad)
+
+    def _feed(self, piece: bytes | memoryview) -> None:
+        self.parser.feed_data(piece)
+        if self._in_headers:
+            self._header_bytes += len(piece)
+            if self._header_bytes > self._limits.max_header_bytes:
+                raise _Refused(431, "headers_too_large", "Request Header Fields Too Large")
 
     # ------------------------------------------------------------------------------ parser events
 
@@ -215,7 +239,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if not self._busy():
             self._listener.evictable.pop(self, None)
             self._listener.evictable[self] = None  # nothing in progress: evictable again, as the newest
-            if self._timer is None:
+            if not self._timer_reason:
                 self._arm(self._limits.keep_alive_s, "idle")
 
     # --------------------------------------------------------------------------------- writing
@@ -223,9 +247,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def pause_writing(self) -> None:
         super().pause_writing()
         if self._write_timer is None:
-            self._write_timer = self.loop.call_later(
-                self._limits.write_timeout_s, self._expire, "write_timeout"
-            )
+            self._write_timer = self.loop.call_later(self._limits.write_timeout_s, self.cut, "write_timeout")
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -270,23 +292,21 @@ class GuardedProtocol(HttpToolsProtocol):
         self._arm(self._limits.write_timeout_s, "write_timeout")  # cut it if the flush never ends
 
     def _arm(self, seconds: float, reason: str) -> None:
-        self._disarm()
-        self._timer = self.loop.call_later(seconds, self._expire, reason)
+        self.deadline = self.loop.time() + seconds
         self._timer_reason = reason
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None
+        self.deadline = float("inf")
         self._timer_reason = ""
 
-    def _expire(self, reason: str) -> None:
-        self._timer = None
-        self._timer_reason = ""
+    def expire(self) -> None:
+        """The current phase's deadline has passed (called by the listener's sweep)."""
+        reason = self._timer_reason
+        self._disarm()
         if reason == "idle":
             self._close_gracefully()  # an idle keep-alive connection: closing it refuses nothing
-            return
-        self.cut(reason)
+        elif reason:
+            self.cut(reason)
 
 
 class Server(uvicorn.Server):
