@@ -102,6 +102,7 @@ async def run_demo(options: DemoOptions, dsn: str, work: Path) -> int:
         **os.environ,
         "BUNSYNC_DATABASE_URL": dsn,
         "BUNSYNC_PORT": str(serve_port),
+        "BUNSYNC_ADMIN_PORT": str(_free_port()),  # the operator listener, off the default 8081
         "BUNSYNC_WEBHOOK_SECRETS": DEFAULT_WEBHOOK_SECRET,
         "BUNSYNC_BUNJANG_BASE_URL": sandbox_url,
         "BUNSYNC_BUNJANG_ACCESS_KEY": DEFAULT_ACCESS_KEY,

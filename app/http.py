@@ -1,4 +1,9 @@
-"""bunsync's HTTP surface (Litestar): the webhook receiver, the health endpoints and the metrics.
+"""The webhook listener's application (Litestar), and what both listeners' applications share.
+
+The webhook listener faces the internet, so it serves only ``POST /webhooks/bunjang``,
+``GET /health/live`` and ``GET /health/ready``; every other path is 404, and no answer reveals
+internals (no database error text, versions, paths or counts). ``/status`` and ``/metrics`` are on the
+operator listener (``app.admin_http``).
 
 Every error answer is ``application/problem+json`` (RFC 9457) with a stable ``type``:
 ``urn:bunsync:problem:<slug>``. The webhook route never answers 2xx unless the event is durable, and
@@ -19,16 +24,18 @@ from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
-from app import metrics, migrations, status
+from app import migrations
 from app.db import StorageUnavailable, guard
 from app.ingest import Ingestor
 from app.logs import REQUEST_ID_HEADER, request_id
+from app.refusals import RefusalLog
 from app.settings import Settings
 from app.webhook_endpoint import MAX_WEBHOOK_BODY, PROBLEM_MEDIA_TYPE, WebhookEndpoint, problem_body
 
 log = structlog.get_logger(__name__)
 
 _RETRY_AFTER_S = "5"
+WEBHOOK_LISTENER = "webhook"
 
 
 def problem(status: int, slug: str, title: str, detail: str | None = None, **headers: str) -> Response[Any]:
@@ -47,25 +54,36 @@ class Services:
 
     settings: Settings
     pool: asyncpg.Pool
-    ingestor: Ingestor
+    refusals: RefusalLog
 
 
 _SLUG_BY_STATUS = {
     400: "bad-request",
+    401: "unauthorized",
     404: "not-found",
     405: "method-not-allowed",
     413: "body-too-large",
 }
+_TITLE_BY_STATUS = {400: "Bad request", 401: "Unauthorized", 404: "Not found", 405: "Method not allowed"}
 
 
-def _http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    slug = _SLUG_BY_STATUS.get(exc.status_code, "http-error")
-    if exc.status_code == 413:
-        return problem(413, slug, "Request body too large", f"the limit is {MAX_WEBHOOK_BODY} bytes")
-    return problem(exc.status_code, slug, exc.detail or "HTTP error")
+def http_exception_handler(listener: str, refusals: RefusalLog) -> Any:
+    """The framework's 4xx as problem+json, counted as refusals of ``listener`` (never logged one by
+    one). Only a fixed title per status is shown: the framework's own detail may name internals."""
+
+    def handle(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+        slug = _SLUG_BY_STATUS.get(exc.status_code, "http-error")
+        refusals.refused(listener, slug.replace("-", "_"))
+        if exc.status_code == 413:
+            return problem(413, slug, "Request body too large", f"the limit is {MAX_WEBHOOK_BODY} bytes")
+        title = _TITLE_BY_STATUS.get(exc.status_code, "HTTP error")
+        return problem(exc.status_code, slug, title, None, **(exc.headers or {}))
+
+    return handle
 
 
-def _storage_unavailable(_: Request[Any, Any, Any], exc: StorageUnavailable) -> Response[Any]:
+def storage_unavailable(_: Request[Any, Any, Any], exc: StorageUnavailable) -> Response[Any]:
+    """503 with ``Retry-After``; the cause goes to the log, never into the answer."""
     log.warning("storage_unavailable", error=str(exc))
     return problem(
         503,
@@ -76,7 +94,8 @@ def _storage_unavailable(_: Request[Any, Any, Any], exc: StorageUnavailable) -> 
     )
 
 
-def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+def unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """500 without details (they are in the ERROR line, with what to do)."""
     log.error(
         "http_unexpected_error",
         path=request.url.path,
@@ -109,11 +128,30 @@ def with_request_id(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
-def create_app(services: Services) -> Litestar:
-    """The Litestar application, bound to ``services``."""
+async def readiness(pool: asyncpg.Pool) -> str | None:
+    """``None`` when the database answers and its schema is the one this code expects, else why not
+    (for the operator listener only: it may name the driver's error)."""
+
+    async def schema_version() -> int:
+        async with pool.acquire() as conn:
+            return await migrations.current_version(conn)
+
+    try:
+        version = await guard(schema_version())
+    except StorageUnavailable as exc:
+        return f"database unavailable: {exc}"
+    expected = migrations.latest_version()
+    if version != expected:
+        return f"schema version {version}, expected {expected}"
+    return None
+
+
+def create_app(services: Services, ingestor: Ingestor) -> Litestar:
+    """The webhook listener's application, bound to ``services`` and the process's ingestor."""
     pool = services.pool
+    settings = services.settings
     endpoint = WebhookEndpoint(
-        services.settings.webhook_secrets, services.settings.signature_tolerance_s, services.ingestor
+        settings.webhook_secrets, settings.signature_tolerance_s, ingestor, services.refusals
     )
 
     @asgi("/webhooks/bunjang", is_static=False)
@@ -128,48 +166,17 @@ def create_app(services: Services) -> Litestar:
 
     @get("/health/ready", middleware=[with_request_id])
     async def ready() -> Response[Any]:
-        """200 when the database answers and its schema is the one this code expects."""
-
-        async def schema_version() -> int:
-            async with pool.acquire() as conn:
-                return await migrations.current_version(conn)
-
-        try:
-            version = await guard(schema_version())
-        except StorageUnavailable as exc:
-            return problem(503, "not-ready", "Not ready", f"database unavailable: {exc}")
-        expected = migrations.latest_version()
-        if version != expected:
-            return problem(503, "not-ready", "Not ready", f"schema version {version}, expected {expected}")
-        return Response(content={"status": "ready", "schema_version": version}, status_code=200)
-
-    @get("/metrics", middleware=[with_request_id])
-    async def metrics_exposition() -> Response[bytes]:
-        """Prometheus text: this process's counters, and the database-wide gauges read now."""
-        return Response(content=await metrics.render(pool), status_code=200, media_type=metrics.MEDIA_TYPE)
-
-    @get("/status", middleware=[with_request_id])
-    async def status_report() -> Response[Any]:
-        """The sync health snapshot (same JSON as ``bunsync status --json``); 503 when unreachable."""
-        try:
-            snapshot = await status.collect(pool)
-        except StorageUnavailable as exc:
-            return Response(
-                content=status.encode_unreachable(str(exc)), status_code=503, media_type="application/json"
-            )
-        verdict, reasons = status.assess(snapshot)
-        return Response(
-            content=status.encode_json(snapshot, verdict, reasons),
-            status_code=200,
-            media_type="application/json",
-        )
+        """200 ``{"status": "ready"}`` or 503 ``{"status": "not ready"}``: nothing more, to anyone."""
+        if await readiness(pool) is None:
+            return Response(content={"status": "ready"}, status_code=200)
+        return Response(content={"status": "not ready"}, status_code=503)
 
     return Litestar(
-        route_handlers=[receive_webhook, live, ready, status_report, metrics_exposition],
+        route_handlers=[receive_webhook, live, ready],
         exception_handlers={
-            HTTPException: _http_exception,
-            StorageUnavailable: _storage_unavailable,
-            Exception: _unexpected,
+            HTTPException: http_exception_handler(WEBHOOK_LISTENER, services.refusals),
+            StorageUnavailable: storage_unavailable,
+            Exception: unexpected,
         },
         openapi_config=None,
         logging_config=None,  # bunsync configures logging itself (app.logs)

@@ -54,8 +54,8 @@ SNAPSHOT_TIMEOUT_S = 5.0
 WEBHOOKS = Counter(
     "bunsync_webhooks_total",
     "Webhook deliveries answered, by result (accepted, duplicate, conflict, unrecognized: stored, 204; "
-    "rejected: 401 or 405, with the reason; too_large: 413; unavailable: 503, not stored; error: 500, "
-    "a bug).",
+    "rejected: 401 or 405, with the reason; too_large: 413; unavailable: 503, not stored; busy: 503, "
+    "too many large bodies in flight; error: 500, a bug).",
     ["result", "reason"],
     registry=REGISTRY,
 )
@@ -66,6 +66,7 @@ WEBHOOK_CONFLICT = WEBHOOKS.labels("conflict", "")
 WEBHOOK_UNRECOGNIZED = WEBHOOKS.labels("unrecognized", "")
 WEBHOOK_TOO_LARGE = WEBHOOKS.labels("too_large", "")
 WEBHOOK_UNAVAILABLE = WEBHOOKS.labels("unavailable", "")
+WEBHOOK_BUSY = WEBHOOKS.labels("busy", "")  # 503: too many large bodies in flight (app.webhook_endpoint)
 WEBHOOK_ERROR = WEBHOOKS.labels("error", "")
 WEBHOOK_METHOD_NOT_ALLOWED = WEBHOOKS.labels("rejected", "method-not-allowed")
 WEBHOOK_REJECTED = {r: WEBHOOKS.labels("rejected", r.value) for r in Rejection}
@@ -116,6 +117,19 @@ RECONCILE_DIFFERENCES = Counter(
 RECONCILE_ORDERS_SEEN = Counter(
     "bunsync_reconcile_orders_seen_total",
     "Orders listed by List Orders during reconcile passes.",
+    registry=REGISTRY,
+)
+
+
+# ------------------------------------------------------------------------------- HTTP refusals
+
+HTTP_REFUSALS = Counter(
+    "bunsync_http_refusals_total",
+    "Requests and connections the HTTP listeners refused or cut before the application saw them, by "
+    "listener (webhook, operator) and reason (header_timeout, body_timeout, write_timeout, "
+    "headers_too_large, too_many_headers, uri_too_long, bad_request, pipeline_overflow, "
+    "connection_limit, not_found, unauthorized). Signature refusals are in bunsync_webhooks_total.",
+    ["listener", "reason"],
     registry=REGISTRY,
 )
 

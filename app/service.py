@@ -1,37 +1,48 @@
 """``bunsync serve``: the long-running service, a supervisor of named tasks sharing one stop event.
 
 Start-up migrates the database (waiting a while for it to come up), then runs the roles asked for:
-the HTTP server (webhooks, health) and the background loops. If any task dies, the process says so and
-stops, rather than running half-alive; the supervisor (systemd, Kubernetes) restarts it. On stop, the
-HTTP server stops accepting and finishes in-flight requests (each answered only once durable), then
-the remaining work drains, then the pool closes.
+the webhook listener (webhooks, health; ``--no-http`` leaves it out), the operator listener (health
+with details, ``/status``, ``/metrics``; unless ``BUNSYNC_ADMIN_PORT=0``) and the background loops.
+If any task dies, the process says so and stops, rather than running half-alive; the supervisor
+(systemd, Kubernetes) restarts it. On stop, the HTTP servers stop accepting and finish in-flight
+requests (each answered only once durable), then the remaining work drains, then the pool closes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import structlog
-import uvicorn
 
 from app import db, db_roles, migrations
+from app.admin_http import OPERATOR_LISTENER, create_admin_app
 from app.bunjang.client import BunjangClient
 from app.fetcher import Fetcher
-from app.http import Services, create_app
+from app.http import WEBHOOK_LISTENER, Services, create_app
+from app.http_server import Limits, Server, build_server, raise_open_file_limit
 from app.ingest import Ingestor
+from app.refusals import RefusalLog
 from app.scheduler import Jobs
 from app.settings import Settings
+from app.webhook_endpoint import MAX_WEBHOOK_BODY
 from projections.engine import run_projectors
 
 log = structlog.get_logger(__name__)
 
 SHUTDOWN_TIMEOUT_S = 20.0
 INGEST_WRITERS = 2  # batches in flight at once: one being written while the next one gathers
+OPERATOR_MAX_CONNECTIONS = 64  # operators and scrapers: a handful
+# Descriptors kept for everything but the webhook listener's connections: database pools, the
+# operator listener, logs, the Bunjang client.
+_RESERVED_FDS = 128 + OPERATOR_MAX_CONNECTIONS
+# The transport's body cap sits above the endpoint's 413 (which answers first), so that no request,
+# even one queued behind another on its connection, holds more than this.
+_TRANSPORT_BODY_CAP = MAX_WEBHOOK_BODY + 512 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +55,21 @@ class Roles:
     scheduler: bool = True
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the service's one stop event governs shutdown."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+def listener_limits(settings: Settings, open_files: int) -> tuple[Limits, Limits]:
+    """The webhook and operator listeners' limits; the webhook listener's connection cap is kept
+    below what the open-file limit leaves, so attack connections cannot starve the rest of fds."""
+    webhook_cap = max(16, min(settings.http_max_connections, open_files - _RESERVED_FDS - 2 * INGEST_WRITERS))
+    webhook = Limits(
+        listener=WEBHOOK_LISTENER,
+        header_timeout_s=settings.http_header_timeout_s,
+        body_timeout_s=settings.http_body_timeout_s,
+        write_timeout_s=settings.http_body_timeout_s,  # a client not reading its answers: as slow a body
+        max_connections=webhook_cap,
+        max_body_bytes=_TRANSPORT_BODY_CAP,
+    )
+    return webhook, dataclasses.replace(
+        webhook, listener=OPERATOR_LISTENER, max_connections=OPERATOR_MAX_CONNECTIONS
+    )
 
 
 def _waiting(error: str) -> None:
@@ -93,29 +113,40 @@ async def run(settings: Settings, dsn: str, roles: Roles, stop: asyncio.Event) -
     dsn = await prepare(dsn, settings.app_password)
     pool = await db.create_pool(dsn, min_size=2, max_size=max(10, settings.fetch_concurrency + 6))
     tasks: dict[str, asyncio.Task[None]] = {}
-    server: _Server | None = None
+    servers: list[Server] = []
     exits = contextlib.AsyncExitStack()
     ingestor: Ingestor | None = None
+    refusals = RefusalLog()
+    exits.callback(refusals.flush)  # the last summary of refused traffic, if any
+    services = Services(settings=settings, pool=pool, refusals=refusals)
+    webhook_limits, operator_limits = listener_limits(settings, raise_open_file_limit())
     try:
         if roles.http:
             # The webhook writers get connections of their own, released without a reset round trip.
             ingest_pool = await db.create_pool(dsn, min_size=1, max_size=INGEST_WRITERS, keep_session=True)
             exits.push_async_callback(ingest_pool.close)
             ingestor = Ingestor(ingest_pool, max_writers=INGEST_WRITERS)
-            config = uvicorn.Config(
-                create_app(Services(settings=settings, pool=pool, ingestor=ingestor)),
-                host=settings.host,
-                port=settings.port,
-                http="httptools",
-                lifespan="off",
-                log_config=None,
-                access_log=False,
-                server_header=False,
-                timeout_graceful_shutdown=int(SHUTDOWN_TIMEOUT_S),
-                backlog=2048,
+            server, _ = build_server(
+                create_app(services, ingestor),
+                settings.host,
+                settings.port,
+                webhook_limits,
+                refusals,
+                graceful_s=SHUTDOWN_TIMEOUT_S,
             )
-            server = _Server(config)
+            servers.append(server)
             tasks["http"] = asyncio.create_task(server.serve(), name="http")
+        if settings.admin_port:
+            server, _ = build_server(
+                create_admin_app(services),
+                settings.admin_host,
+                settings.admin_port,
+                operator_limits,
+                refusals,
+                graceful_s=SHUTDOWN_TIMEOUT_S,
+            )
+            servers.append(server)
+            tasks["operator-http"] = asyncio.create_task(server.serve(), name="operator-http")
         client = await exits.enter_async_context(bunjang_client(settings))
         workers: Fetcher | None = None
         if roles.fetch:
@@ -132,8 +163,17 @@ async def run(settings: Settings, dsn: str, roles: Roles, stop: asyncio.Event) -
         if roles.scheduler:
             jobs = Jobs(pool, dsn, client, settings, workers)
             tasks["scheduler"] = asyncio.create_task(jobs.run(stop), name="scheduler")
-        log.info("service_started", roles=sorted(tasks), host=settings.host, port=settings.port)
-        return await _supervise(tasks, stop, server, ingestor)
+        log.info(
+            "service_started",
+            roles=sorted(tasks),
+            host=settings.host,
+            port=settings.port,
+            admin_host=settings.admin_host,
+            admin_port=settings.admin_port,
+            admin_token=settings.admin_token is not None,
+            max_connections=webhook_limits.max_connections,
+        )
+        return await _supervise(tasks, stop, servers, ingestor)
     finally:
         await exits.aclose()
         await pool.close()
@@ -160,7 +200,7 @@ def worker_id() -> str:
 async def _supervise(
     tasks: dict[str, asyncio.Task[None]],
     stop: asyncio.Event,
-    server: _Server | None,
+    servers: list[Server],
     ingestor: Ingestor | None,
 ) -> int:
     stopping = asyncio.create_task(stop.wait(), name="stop")
@@ -181,7 +221,7 @@ async def _supervise(
         )
     log.info("service_stopping")
     stop.set()
-    if server is not None:
+    for server in servers:
         server.should_exit = True
     try:
         async with asyncio.timeout(SHUTDOWN_TIMEOUT_S):

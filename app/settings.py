@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,7 +35,13 @@ class Settings:
     Attributes:
         database_url: PostgreSQL DSN; ``None`` means "start the embedded cluster under ``data_dir``".
         data_dir: where the embedded cluster (and other local state) lives.
-        host, port: HTTP listen address.
+        host, port: the webhook listener's address (internet-facing: only webhooks and health).
+        admin_host, admin_port: the operator listener's address (``/status``, ``/metrics``); port 0 = off.
+        admin_token: bearer token the operator listener requires (but on ``/health/*``); ``None`` = none,
+            allowed only on a loopback ``admin_host``.
+        http_header_timeout_s: time a connection has to deliver a request's line and headers.
+        http_body_timeout_s: time a request has to deliver its body once its headers are in.
+        http_max_connections: open connections the webhook listener keeps at most.
         webhook_secrets: signing secrets; a webhook signed by any of them is accepted (rotation).
         signature_tolerance_s: allowed ``|now - t|`` for a webhook signature.
         bunjang_base_url: the Bunjang REST API base URL.
@@ -61,6 +68,12 @@ class Settings:
     data_dir: Path
     host: str
     port: int
+    admin_host: str
+    admin_port: int
+    admin_token: str | None
+    http_header_timeout_s: float
+    http_body_timeout_s: float
+    http_max_connections: int
     webhook_secrets: tuple[str, ...]
     signature_tolerance_s: int
     bunjang_base_url: str
@@ -94,6 +107,12 @@ class Settings:
             data_dir=r.get("BUNSYNC_DATA_DIR", ".bunsync", _path),
             host=r.get("BUNSYNC_HOST", "127.0.0.1", _nonempty),
             port=r.get("BUNSYNC_PORT", "8080", _port),
+            admin_host=r.get("BUNSYNC_ADMIN_HOST", "127.0.0.1", _nonempty),
+            admin_port=r.get("BUNSYNC_ADMIN_PORT", "8081", _port),
+            admin_token=r.get("BUNSYNC_ADMIN_TOKEN", None, _token),
+            http_header_timeout_s=r.get("BUNSYNC_HTTP_HEADER_TIMEOUT_S", "10", _positive_seconds),
+            http_body_timeout_s=r.get("BUNSYNC_HTTP_BODY_TIMEOUT_S", "15", _positive_seconds),
+            http_max_connections=r.get("BUNSYNC_HTTP_MAX_CONNECTIONS", "1000", _positive_int),
             webhook_secrets=r.get("BUNSYNC_WEBHOOK_SECRETS", "", _secrets),
             signature_tolerance_s=r.get("BUNSYNC_SIGNATURE_TOLERANCE_S", "300", _positive_int),
             bunjang_base_url=r.get("BUNSYNC_BUNJANG_BASE_URL", DEFAULT_BUNJANG_BASE_URL, _http_url),
@@ -122,6 +141,24 @@ class Settings:
             raise ConfigError("BUNSYNC_BUNJANG_ACCESS_KEY", "required: the Bunjang Open API access key")
         if not self.bunjang_secret_key:
             raise ConfigError("BUNSYNC_BUNJANG_SECRET_KEY", "required: the Bunjang Open API secret key")
+        if self.admin_port and self.admin_token is None and not is_loopback(self.admin_host):
+            raise ConfigError(
+                "BUNSYNC_ADMIN_TOKEN",
+                f"required when BUNSYNC_ADMIN_HOST ({self.admin_host}) is not a loopback address: the "
+                "operator listener serves /status and /metrics, which must not be open to the network",
+            )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names only this machine: ``localhost`` or a loopback IP (127.0.0.0/8, ``::1``).
+
+    Any other name counts as not loopback: it could resolve to anything."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class _Reader:
@@ -141,7 +178,7 @@ class _Reader:
 
 
 def _shown(name: str, raw: str) -> str:
-    if "SECRET" in name or "DATABASE_URL" in name or "PASSWORD" in name:
+    if "SECRET" in name or "DATABASE_URL" in name or "PASSWORD" in name or "TOKEN" in name:
         return "a value that is not shown"
     return repr(raw)
 
@@ -205,6 +242,28 @@ def _non_negative_int(raw: str) -> int:
     if value < 0:
         raise ValueError("must be zero or a positive integer")
     return value
+
+
+def _positive_seconds(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("must be a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise ValueError("must be more than 0 and at most 3600 seconds")
+    return value
+
+
+_MIN_TOKEN_LEN = 16
+
+
+def _token(raw: str) -> str | None:
+    token = raw.strip()
+    if not token:
+        return None
+    if len(token) < _MIN_TOKEN_LEN or not token.isascii() or not token.isprintable() or " " in token:
+        raise ValueError(f"must be at least {_MIN_TOKEN_LEN} printable ASCII characters without spaces")
+    return token
 
 
 def _port(raw: str) -> int:

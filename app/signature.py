@@ -101,11 +101,23 @@ def verify(
     Accepts if any ``v0`` matches any secret (constant-time comparison) and ``|now - t|`` is within
     ``tolerance_s``. Raises :class:`SignatureError` otherwise.
     """
+    return verify_body(check_header(header, now, tolerance_s), body, secrets)
+
+
+def check_header(header: str | None, now: float, tolerance_s: int) -> ParsedHeader:
+    """The checks that need no body: the header's shape and ``t``'s freshness (cheap refusals first:
+    the webhook endpoint runs them before it reads a body). Raises :class:`SignatureError`."""
     parsed = parse_header(header)
     if abs(now - parsed.t) > tolerance_s:
         raise SignatureError(
             Rejection.STALE, f"signature time is {int(now - parsed.t)} s from now (tolerance {tolerance_s} s)"
         )
+    return parsed
+
+
+def verify_body(parsed: ParsedHeader, body: bytes, secrets: tuple[str, ...]) -> int:
+    """Return ``t`` if any ``v0`` of ``parsed`` signs ``body`` with any secret; else raise
+    :class:`SignatureError` (``INVALID``)."""
     matched = False
     for secret in secrets:
         expected = compute_v0(secret, parsed.t, body).encode("ascii")

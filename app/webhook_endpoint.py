@@ -1,9 +1,15 @@
 """``POST /webhooks/bunjang`` as a plain ASGI handler (mounted in the Litestar app by ``app.http``).
 
 It is the hot path of the service, so it skips the framework's per-request machinery (request and
-response objects, parameter resolution): measured, that is a third more webhooks per second. In order:
-refuse a body over 1 MiB (413) before reading it whole; verify the signature on the raw bytes (401);
-decode; store durably with its fetch (``Ingestor``); answer 204, or 503 when storage is unavailable.
+response objects, parameter resolution): measured, that is a third more webhooks per second. In order,
+cheap refusals first: a declared body over 1 MiB (413) and a signature header that is missing,
+malformed or stale (401) are refused before the body is read; then the body is read (413 past 1 MiB)
+and the signature verified on the raw bytes (401); decode; store durably with its fetch
+(``Ingestor``); answer 204, or 503 when storage is unavailable.
+
+Refusals close the connection (``Connection: close``: a sender that is refused has nothing more to say
+on it) and are not logged one by one: they are counted (``bunsync_webhooks_total``) and summarised by
+:class:`app.refusals.RefusalLog`, since anyone can cause them at any rate.
 
 Every answer carries an ``X-Request-Id`` (the caller's, if sane, else a new one) that the request's log
 lines carry as ``request_id``; every outcome is counted (``app.metrics``), and the time to answer the
@@ -24,13 +30,21 @@ from app import metrics, signature, webhooks
 from app.db import StorageUnavailable
 from app.ingest import Ingestor, Outcome
 from app.logs import REQUEST_ID_HEADER, request_id
+from app.refusals import RefusalLog
 
 log = structlog.get_logger(__name__)
 
 MAX_WEBHOOK_BODY = 1024 * 1024
+# Bodies up to this size are read by any number of requests at once (Bunjang's are about 1 KB); past it
+# a request needs one of LARGE_BODY_SLOTS, else it is answered 503 (Bunjang retries). So forged
+# signatures on many connections holding 1 MiB bodies cannot make the process hold more than
+# LARGE_BODY_SLOTS MiB of them, while real deliveries (small) are never held up.
+SMALL_BODY = 64 * 1024
+LARGE_BODY_SLOTS = 16
 PROBLEM_MEDIA_TYPE = b"application/problem+json"
 RETRY_AFTER_S = b"5"
 _SIGNATURE_HEADER = signature.HEADER.lower().encode("latin-1")
+_LISTENER = "webhook"  # the label of this endpoint's refusals in the summary log
 _COUNTERS = {
     Outcome.ACCEPTED: metrics.WEBHOOK_ACCEPTED,
     Outcome.DUPLICATE: metrics.WEBHOOK_DUPLICATE,
@@ -59,13 +73,41 @@ class _TooLarge(Exception):
     pass
 
 
-class WebhookEndpoint:
-    """The webhook receiver: an ASGI callable bound to the secrets and the ingestor."""
+class _Disconnected(Exception):
+    pass
 
-    def __init__(self, secrets: tuple[str, ...], tolerance_s: int, ingestor: Ingestor) -> None:
+
+class _NoLargeBodySlot(Exception):
+    pass
+
+
+class LargeBodies:
+    """How many requests may hold a body larger than :data:`SMALL_BODY` at once."""
+
+    def __init__(self, slots: int = LARGE_BODY_SLOTS) -> None:
+        self.free = slots
+
+    def take(self) -> None:
+        """Take a slot; raise :class:`_NoLargeBodySlot` if none is free."""
+        if self.free <= 0:
+            raise _NoLargeBodySlot
+        self.free -= 1
+
+    def give_back(self) -> None:
+        self.free += 1
+
+
+class WebhookEndpoint:
+    """The webhook receiver: an ASGI callable bound to the secrets, the ingestor and the refusal log."""
+
+    def __init__(
+        self, secrets: tuple[str, ...], tolerance_s: int, ingestor: Ingestor, refusals: RefusalLog
+    ) -> None:
         self._secrets = secrets
         self._tolerance_s = tolerance_s
         self._ingestor = ingestor
+        self._refusals = refusals
+        self._large_bodies = LargeBodies()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         received = time.perf_counter()
@@ -86,41 +128,10 @@ class WebhookEndpoint:
         rid: bytes,
         received: float,
     ) -> None:
-        if scope.get("method") != "POST":
-            metrics.WEBHOOK_METHOD_NOT_ALLOWED.inc()
-            await _problem(
-                send, rid, 405, "method-not-allowed", "Method not allowed", "use POST", allow=b"POST"
-            )
+        admitted = await self._admit(scope, receive, send, headers, rid)
+        if admitted is None:
             return
-        try:
-            body = await _read_body(headers, receive)
-        except _TooLarge:
-            metrics.WEBHOOK_TOO_LARGE.inc()
-            log.warning("webhook_too_large", limit=MAX_WEBHOOK_BODY)
-            await _problem(
-                send,
-                rid,
-                413,
-                "body-too-large",
-                "Request body too large",
-                f"the limit is {MAX_WEBHOOK_BODY} bytes",
-            )
-            return
-        now = time.time()
-        raw_header = headers.get(_SIGNATURE_HEADER)
-        try:
-            t = signature.verify(
-                raw_header.decode("latin-1") if raw_header is not None else None,
-                body,
-                self._secrets,
-                now,
-                self._tolerance_s,
-            )
-        except signature.SignatureError as exc:
-            metrics.WEBHOOK_REJECTED[exc.reason].inc()
-            log.warning("webhook_rejected", reason=exc.reason.value, detail=exc.detail)
-            await _problem(send, rid, 401, exc.reason.value, "Webhook signature rejected", exc.detail)
-            return
+        body, t, now = admitted
         event = webhooks.to_event(
             body, signed_at=datetime.fromtimestamp(t, UTC), received_at=datetime.fromtimestamp(now, UTC)
         )
@@ -149,25 +160,97 @@ class WebhookEndpoint:
         await _send(send, 204, [(REQUEST_ID_HEADER, rid)], b"")
         metrics.INGEST_SECONDS.observe(time.perf_counter() - received)
 
+    async def _admit(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes], rid: bytes
+    ) -> tuple[bytes, int, float] | None:
+        """The body, the signature's ``t`` and now, for a validly signed delivery; else answer the
+        refusal (cheapest checks first, before the body is read) and return ``None``."""
+        if scope.get("method") != "POST":
+            metrics.WEBHOOK_METHOD_NOT_ALLOWED.inc()
+            self._refusals.note(_LISTENER, "method-not-allowed")
+            await _problem(
+                send, rid, 405, "method-not-allowed", "Method not allowed", "use POST", allow=b"POST"
+            )
+            return None
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_WEBHOOK_BODY:
+            await self._too_large(send, rid)
+            return None
+        now = time.time()
+        raw_header = headers.get(_SIGNATURE_HEADER)
+        try:
+            parsed = signature.check_header(
+                raw_header.decode("latin-1") if raw_header is not None else None, now, self._tolerance_s
+            )
+            body = await _read_body(receive, headers, self._large_bodies)
+            return body, signature.verify_body(parsed, body, self._secrets), now
+        except signature.SignatureError as exc:
+            await self._rejected(send, rid, exc)
+        except _TooLarge:
+            await self._too_large(send, rid)
+        except _NoLargeBodySlot:
+            metrics.WEBHOOK_BUSY.inc()
+            self._refusals.note(_LISTENER, "large-bodies-busy")
+            await _problem(
+                send,
+                rid,
+                503,
+                "busy",
+                "Busy",
+                f"too many bodies over {SMALL_BODY} bytes in flight; retry later",
+                retry_after=RETRY_AFTER_S,
+                close=True,
+            )
+        except _Disconnected:
+            pass  # the sender hung up (or was cut by a deadline) before its body was in: no answer
+        return None
 
-async def _read_body(headers: dict[bytes, bytes], receive: Receive) -> bytes:
+    async def _rejected(self, send: Send, rid: bytes, exc: signature.SignatureError) -> None:
+        metrics.WEBHOOK_REJECTED[exc.reason].inc()
+        self._refusals.note(_LISTENER, exc.reason.value)
+        await _problem(send, rid, 401, exc.reason.value, "Webhook signature rejected", exc.detail)
+
+    async def _too_large(self, send: Send, rid: bytes) -> None:
+        metrics.WEBHOOK_TOO_LARGE.inc()
+        self._refusals.note(_LISTENER, "body-too-large")
+        await _problem(
+            send,
+            rid,
+            413,
+            "body-too-large",
+            "Request body too large",
+            f"the limit is {MAX_WEBHOOK_BODY} bytes",
+        )
+
+
+async def _read_body(receive: Receive, headers: dict[bytes, bytes], large: LargeBodies) -> bytes:
+    """The whole body (at most :data:`MAX_WEBHOOK_BODY`); past :data:`SMALL_BODY` (declared or read)
+    only while holding a large-body slot."""
     declared = headers.get(b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_WEBHOOK_BODY:
-        raise _TooLarge
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break  # the client went away; what we have is answered (or not) as usual
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_WEBHOOK_BODY:
-            raise _TooLarge
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+    holding = False
+    if declared is not None and declared.isdigit() and int(declared) > SMALL_BODY:
+        large.take()
+        holding = True
+    try:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_WEBHOOK_BODY:
+                raise _TooLarge
+            if size > SMALL_BODY and not holding:
+                large.take()
+                holding = True
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+    finally:
+        if holding:
+            large.give_back()
 
 
 async def _problem(
@@ -180,6 +263,7 @@ async def _problem(
     *,
     retry_after: bytes | None = None,
     allow: bytes | None = None,
+    close: bool | None = None,
 ) -> None:
     body = problem_body(status, slug, title, detail)
     headers = [
@@ -187,6 +271,8 @@ async def _problem(
         (b"content-length", str(len(body)).encode()),
         (REQUEST_ID_HEADER, rid),
     ]
+    if close if close is not None else status < 500:
+        headers.append((b"connection", b"close"))  # a refused sender has nothing more to say here
     if retry_after is not None:
         headers.append((b"retry-after", retry_after))
     if allow is not None:

@@ -3,6 +3,8 @@
 Decoding happens once, here, at the edge. A delivery is *recognised* when its ``eventType`` and
 ``payloadVersion`` are ones bunsync knows and the body decodes into their type; anything else that
 was validly signed is kept verbatim as ``webhook.unrecognized`` (never projected as if known).
+:func:`to_event` never raises, whatever the bytes: invalid UTF-8 anywhere, nesting deeper than the
+decoder's limit, ids PostgreSQL could not store: all of it is a delivery to keep, not an error.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ UNRECOGNIZED_STREAM = "webhooks-unrecognized"
 
 # Ids must fit PostgreSQL's bigint, or a view casting them would fail for every reader.
 Id = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
-EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+# No NUL or other control characters: the id becomes the log's idempotency key (text, which refuses
+# NUL). A delivery whose eventId breaks this is still kept, keyed by its body's hash.
+EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 class ChangedItem(msgspec.Struct, frozen=True, rename="camel"):
@@ -62,23 +66,29 @@ _v1_decoder = msgspec.json.Decoder(StatusChangedV1)
 _any_decoder = msgspec.json.Decoder()
 
 
+# What decoding a hostile body can raise besides DecodeError: invalid UTF-8 inside strings msgspec skips
+# (then ``bytes.decode``), nesting past the decoder's depth limit, and lone surrogates.
+_UNDECODABLE = (msgspec.DecodeError, UnicodeError, RecursionError, ValueError)
+
+
 def to_event(body: bytes, signed_at: datetime, received_at: datetime) -> NewEvent:
     """The log event for a verified delivery: recognised (with an order to fetch) or unrecognised."""
     try:
         envelope = _envelope_decoder.decode(body)
-    except msgspec.DecodeError:
+    except _UNDECODABLE:
         return _unrecognized(body, None, signed_at, received_at)
     if envelope.event_type == "order.status.changed" and envelope.payload_version == "v1":
         try:
             event = _v1_decoder.decode(body)
-        except msgspec.DecodeError:
+            payload_json = body.decode("utf-8")
+        except _UNDECODABLE:
             return _unrecognized(body, envelope.event_id, signed_at, received_at)
         return NewEvent(
             stream=f"order-{event.data.order_id}",
             type=TYPE_STATUS_CHANGED_V1,
             source=SOURCE,
             idempotency_key=idempotency_key(event.event_id),
-            payload_json=body.decode("utf-8"),
+            payload_json=payload_json,
             raw=body,
             signed_at=signed_at,
             received_at=received_at,
@@ -92,6 +102,19 @@ def idempotency_key(event_id: str) -> str:
     return f"webhook:{event_id}"
 
 
+def body_key(body: bytes) -> str:
+    """The idempotency key of a delivery without a usable ``eventId``: its body's SHA-256."""
+    return f"webhook-body:{hashlib.sha256(body).hexdigest()}"
+
+
+def _storable(event_id: str) -> bool:
+    try:
+        event_id.encode("utf-8")  # a lone surrogate (from a "\ud800" escape) cannot be stored
+    except UnicodeError:
+        return False
+    return True
+
+
 def without_payload(event: NewEvent) -> NewEvent:
     """The same delivery kept as raw bytes only: for bodies PostgreSQL's jsonb refuses (e.g. ``\\u0000``)."""
     return msgspec.structs.replace(event, type=TYPE_UNRECOGNIZED, payload_json=None, fetch_order_id=None)
@@ -102,9 +125,9 @@ def _unrecognized(body: bytes, event_id: str | None, signed_at: datetime, receiv
     try:
         _any_decoder.decode(body)
         payload_json = body.decode("utf-8")
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        payload_json = None
-    key = idempotency_key(event_id) if event_id else f"webhook-body:{hashlib.sha256(body).hexdigest()}"
+    except _UNDECODABLE:
+        payload_json = None  # kept as raw bytes only
+    key = idempotency_key(event_id) if event_id and _storable(event_id) else body_key(body)
     return NewEvent(
         stream=UNRECOGNIZED_STREAM,
         type=TYPE_UNRECOGNIZED,

@@ -38,11 +38,13 @@ def free_port() -> int:
 
 @dataclass
 class Serve:
-    """A running ``bunsync serve`` process."""
+    """A running ``bunsync serve`` process: ``url`` is its webhook listener, ``admin_url`` its operator
+    listener (``/status``, ``/metrics``; ``None`` when ``BUNSYNC_ADMIN_PORT=0``)."""
 
     process: subprocess.Popen[bytes]
     url: str
     log_path: Path
+    admin_url: str | None = None
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -67,14 +69,28 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path, deadl
     raise AssertionError(f"bunsync serve not ready after {deadline_s} s:\n{log_path.read_text()}")
 
 
+def _limit_open_files(n: int | None) -> None:
+    import resource
+
+    if n:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+
+
 @pytest.fixture
 def start_serve(tmp_path: Path) -> Iterator[Callable[..., Serve]]:
     """Start ``bunsync serve`` with extra env; every process started is stopped at the end."""
     started: list[Serve] = []
 
-    def start(env: dict[str, str], *args: str, wait: bool = True) -> Serve:
+    def start(env: dict[str, str], *args: str, wait: bool = True, open_files: int | None = None) -> Serve:
         port = int(env.get("BUNSYNC_PORT") or free_port())
-        full_env = {**os.environ, **ENV_BASE, "BUNSYNC_PORT": str(port), **env}
+        admin_port = int(env.get("BUNSYNC_ADMIN_PORT") or free_port())
+        full_env = {
+            **os.environ,
+            **ENV_BASE,
+            "BUNSYNC_PORT": str(port),
+            "BUNSYNC_ADMIN_PORT": str(admin_port),
+            **env,
+        }
         log_path = tmp_path / f"serve-{len(started)}.log"
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
@@ -83,8 +99,16 @@ def start_serve(tmp_path: Path) -> Iterator[Callable[..., Serve]]:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 cwd=tmp_path,
+                # open_files: soft and hard RLIMIT_NOFILE of the process (fd exhaustion tests)
+                preexec_fn=(lambda: _limit_open_files(open_files)) if open_files else None,
             )
-        serve = Serve(process=process, url=f"http://127.0.0.1:{port}", log_path=log_path)
+        admin_host = full_env.get("BUNSYNC_ADMIN_HOST", "127.0.0.1")
+        serve = Serve(
+            process=process,
+            url=f"http://127.0.0.1:{port}",
+            log_path=log_path,
+            admin_url=f"http://{admin_host}:{admin_port}" if admin_port else None,
+        )
         started.append(serve)
         if wait:
             wait_ready(serve.url, process, log_path)

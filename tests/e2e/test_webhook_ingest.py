@@ -160,7 +160,7 @@ def test_status_endpoint_and_command_agree(database_url: str, start_serve: Calla
     assert post_webhook(serve, b"garbage").status_code == 204
     deadline = time.monotonic() + 20
     while True:
-        body = httpx.get(f"{serve.url}/status", timeout=10).json()
+        body = httpx.get(f"{serve.admin_url}/status", timeout=10).json()
         if body["max_projection_lag"] == 0 or time.monotonic() > deadline:
             break
         time.sleep(0.2)

@@ -55,3 +55,22 @@ async def test_duplicates_and_conflicts_inside_one_batch(
     again = await asyncio.gather(*(ingestor.submit(e) for e in (same, other)))
     assert again == [Outcome.DUPLICATE, Outcome.CONFLICT]
     assert await admin.fetchval("SELECT count(*) FROM bunsync.webhook_conflicts") == 2
+
+
+async def test_bodies_that_decode_badly_are_stored_verbatim(
+    pool: asyncpg.Pool, admin: asyncpg.Connection
+) -> None:
+    ingestor = Ingestor(pool, max_writers=1)
+    nested = b"[" * 10_000 + b"]" * 10_000
+    bodies = [
+        _body("U1").replace(b'"data"', b'"note":"\xff\xfe","data"'),  # invalid UTF-8, unknown field
+        _body("U2").replace(b'"data"', b'"deep":' + nested + b',"data"'),  # 10,000 levels deep
+        _body("U3").replace(b'"U3"', b'"U\\u00003"'),  # NUL in the eventId
+        _body("U4").replace(b'"PAYMENT_RECEIVED"', b'"PAID\\u0000"'),  # NUL that jsonb refuses
+    ]
+    outcomes = await asyncio.gather(*(ingestor.submit(webhooks.to_event(b, T, T)) for b in bodies))
+    await ingestor.drain()
+    assert outcomes == [Outcome.UNRECOGNIZED] * 4
+    rows = await admin.fetch("SELECT type, raw FROM bunsync.event_log ORDER BY position")
+    assert sorted(bytes(r["raw"]) for r in rows) == sorted(bodies)
+    assert {r["type"] for r in rows} == {webhooks.TYPE_UNRECOGNIZED}

@@ -24,6 +24,7 @@ PROCESS_LOCAL = {
     "bunsync_reconcile_passes": ("counter", {"result"}),
     "bunsync_reconcile_differences": ("counter", set()),
     "bunsync_reconcile_orders_seen": ("counter", set()),
+    "bunsync_http_refusals": ("counter", {"listener", "reason"}),
 }
 DATABASE_WIDE = {
     "bunsync_database_up": set(),
@@ -98,6 +99,7 @@ def _families() -> dict[str, tuple[str, list[tuple[dict[str, str], float]]]]:
 
 def test_process_local_metrics_render_with_their_names_types_and_labels() -> None:
     metrics.BUNJANG_REQUESTS.labels("get_order", "200").inc(0)  # a labelled family shows once used
+    metrics.HTTP_REFUSALS.labels("webhook", "header_timeout").inc(0)
     families = _families()
     for name, (kind, labels) in PROCESS_LOCAL.items():
         assert name in families, name
@@ -117,6 +119,7 @@ def test_every_webhook_outcome_has_a_series_from_the_start() -> None:
         ("unrecognized", ""),
         ("too_large", ""),
         ("unavailable", ""),
+        ("busy", ""),
         ("error", ""),
         ("rejected", "method-not-allowed"),
         *(("rejected", r.value) for r in Rejection),

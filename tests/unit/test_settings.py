@@ -76,3 +76,56 @@ def test_the_app_password_is_optional_ascii_and_never_shown() -> None:
     with pytest.raises(ConfigError) as err:
         Settings.from_env({"BUNSYNC_APP_PASSWORD": "pässwört"}, is_tty=False)
     assert err.value.variable == "BUNSYNC_APP_PASSWORD" and "pässwört" not in str(err.value)
+
+
+def test_the_operator_listener_defaults_to_loopback_8081_without_a_token() -> None:
+    s = Settings.from_env({}, is_tty=False)
+    assert (s.admin_host, s.admin_port, s.admin_token) == ("127.0.0.1", 8081, None)
+    assert (s.http_header_timeout_s, s.http_body_timeout_s, s.http_max_connections) == (10.0, 15.0, 1000)
+
+
+SERVE_ENV = {
+    "BUNSYNC_WEBHOOK_SECRETS": "s",
+    "BUNSYNC_BUNJANG_ACCESS_KEY": "a",
+    "BUNSYNC_BUNJANG_SECRET_KEY": "c2VjcmV0",
+}
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.5", "::", "ops.internal"])
+def test_an_operator_listener_off_loopback_needs_a_token(host: str) -> None:
+    s = Settings.from_env({**SERVE_ENV, "BUNSYNC_ADMIN_HOST": host}, is_tty=False)
+    with pytest.raises(ConfigError) as err:
+        s.require_service_credentials()
+    assert err.value.variable == "BUNSYNC_ADMIN_TOKEN" and "\n" not in str(err.value)
+    token = "x" * 16
+    Settings.from_env(
+        {**SERVE_ENV, "BUNSYNC_ADMIN_HOST": host, "BUNSYNC_ADMIN_TOKEN": token}, is_tty=False
+    ).require_service_credentials()
+    # ... or when the operator listener is off.
+    Settings.from_env(
+        {**SERVE_ENV, "BUNSYNC_ADMIN_HOST": host, "BUNSYNC_ADMIN_PORT": "0"}, is_tty=False
+    ).require_service_credentials()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost"])
+def test_a_loopback_operator_listener_needs_no_token(host: str) -> None:
+    Settings.from_env({**SERVE_ENV, "BUNSYNC_ADMIN_HOST": host}, is_tty=False).require_service_credentials()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("BUNSYNC_ADMIN_TOKEN", "short"),
+        ("BUNSYNC_ADMIN_TOKEN", "has a space in it, long enough"),
+        ("BUNSYNC_ADMIN_PORT", "-1"),
+        ("BUNSYNC_HTTP_HEADER_TIMEOUT_S", "0"),
+        ("BUNSYNC_HTTP_BODY_TIMEOUT_S", "soon"),
+        ("BUNSYNC_HTTP_MAX_CONNECTIONS", "0"),
+    ],
+)
+def test_a_bad_http_value_names_its_variable_and_never_shows_a_token(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({variable: value}, is_tty=False)
+    assert err.value.variable == variable
+    if "TOKEN" in variable:
+        assert value not in str(err.value)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app import webhooks
 
@@ -44,3 +46,30 @@ def test_anything_else_is_unrecognised_never_fetched(body: bytes, key: str | Non
         assert e.idempotency_key == key
     else:
         assert e.idempotency_key.startswith("webhook-body:")
+
+
+# Validly signed bodies that once made the endpoint answer 500 (issue 9, section 4), and their kin.
+NESTED = b"[" * 10_000 + b"]" * 10_000
+HOSTILE = {
+    "invalid UTF-8 in an unknown field": V1.replace(b'"data"', b'"note":"\xff\xfe\xc3","data"'),
+    "nested 10,000 levels in an unknown field": V1.replace(b'"data"', b'"deep":' + NESTED + b',"data"'),
+    "nested 10,000 levels, nothing else": NESTED,
+    "NUL in the eventId": V1.replace(b'"E1"', b'"E\\u00001"'),
+    "lone surrogate in the eventId": V1.replace(b'"E1"', b'"\\ud800"'),
+    "invalid UTF-8 in the eventId": b'{"eventId":"\xff"}',
+    "empty": b"",
+}
+
+
+@pytest.mark.parametrize("body", HOSTILE.values(), ids=HOSTILE.keys())
+def test_a_body_that_decodes_badly_is_kept_verbatim_as_unrecognised(body: bytes) -> None:
+    e = webhooks.to_event(body, T, T)
+    assert e.type == webhooks.TYPE_UNRECOGNIZED and e.fetch_order_id is None
+    assert e.raw == body
+    e.idempotency_key.encode("utf-8")  # storable as text: no lone surrogate
+    assert "\x00" not in e.idempotency_key
+
+
+@given(st.binary(max_size=2000))
+def test_no_body_makes_decoding_raise(body: bytes) -> None:
+    assert webhooks.to_event(body, T, T).raw == body
