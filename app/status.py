@@ -492,16 +492,23 @@ def _hostile_lines(hostile: HostileInput, now: datetime) -> list[str]:
         if clock is not None
         else "not measured recently"
     )
-    anomalies = (
-        f"{hostile.item_anomalies} item fields (bunsync.item_anomalies), {hostile.order_anomalies} "
-        "order fields (bunsync.order_anomalies) read as absent"
-    )
-    out = [_label("Clock skew", skew), _label("API anomalies", anomalies)]
+    out = [
+        _label("Clock skew", skew),
+        _label(
+            "API anomalies",
+            f"{hostile.order_anomalies} order fields read as absent (bunsync.order_anomalies)",
+        ),
+    ]
     if hostile.newest_order_anomalies:
+        shown = hostile.newest_order_anomalies
+        # The problem gets what the order and field columns leave of the line.
+        room = _TEXT_WIDTH - len(_PAD) - 4 - max(len("order"), *(len(str(a.order_id)) for a in shown))
+        room -= max(len("field"), *(len(a.field) for a in shown))
         out += _table(
             ("order", "field", "problem"),
-            [(str(a.order_id), a.field, _line(a.problem, 60)) for a in hostile.newest_order_anomalies],
+            [(str(a.order_id), a.field, _line(a.problem, max(room, 30))) for a in shown],
         )
+    out.append(_label("", f"{hostile.item_anomalies} item fields read as absent (bunsync.item_anomalies)"))
     if hostile.newest_item_anomalies:
         out += _table(
             ("order", "item", "field", "problem"),
