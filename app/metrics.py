@@ -268,6 +268,12 @@ class HostileInputCollector(Collector):
             report.anomalies.item_anomalies,
         )
         yield _gauge(
+            "bunsync_order_anomalies",
+            "Order-level fields of Get Order answers judged implausible or unreadable (NULL in the orders "
+            "view; the rest of the observation still counts). See bunsync.order_anomalies.",
+            report.anomalies.order_anomalies,
+        )
+        yield _gauge(
             "bunsync_reconcile_overdue_passes",
             "Reconcile passes still unfinished past their deadline (stuck, or their process died).",
             len(report.anomalies.overdue_passes),

@@ -123,6 +123,16 @@ class ItemAnomaly(msgspec.Struct, frozen=True):
     recorded_at: datetime
 
 
+class OrderAnomaly(msgspec.Struct, frozen=True):
+    """An order-level field of a Get Order answer read as absent (implausible or unreadable)."""
+
+    order_id: int
+    position: int
+    field: str
+    problem: str
+    recorded_at: datetime
+
+
 class OverduePass(msgspec.Struct, frozen=True):
     """A reconcile pass still unfinished past its deadline: stuck, or its process died."""
 
@@ -144,6 +154,8 @@ class HostileInput(msgspec.Struct, frozen=True):
 
     item_anomalies: int = 0
     newest_item_anomalies: tuple[ItemAnomaly, ...] = ()
+    order_anomalies: int = 0
+    newest_order_anomalies: tuple[OrderAnomaly, ...] = ()
     overdue_passes: tuple[OverduePass, ...] = ()
     clock: ClockReading | None = None
 
@@ -210,6 +222,10 @@ async def _hostile_input(conn: Connection) -> HostileInput:
         item_anomalies=int(await conn.fetchval(_Q["item_anomaly_count"]) or 0),
         newest_item_anomalies=tuple(
             ItemAnomaly(**dict(r)) for r in await conn.fetch(_Q["item_anomalies_newest"], ANOMALIES_SHOWN)
+        ),
+        order_anomalies=int(await conn.fetchval(_Q["order_anomaly_count"]) or 0),
+        newest_order_anomalies=tuple(
+            OrderAnomaly(**dict(r)) for r in await conn.fetch(_Q["order_anomalies_newest"], ANOMALIES_SHOWN)
         ),
         overdue_passes=tuple(OverduePass(**dict(r)) for r in await conn.fetch(_Q["overdue_passes"])),
         clock=ClockReading(**dict(clock)) if clock is not None else None,
@@ -294,8 +310,8 @@ def assess(report: StatusReport, *, max_lag: int = DEFAULT_MAX_LAG) -> tuple[Ver
 
 
 def _hostile_reasons(hostile: HostileInput) -> list[str]:
-    """An overdue reconcile pass and a skewed clock degrade; item anomalies are shown, not judged (they
-    stay in the record for good, and the status change they came with did count)."""
+    """An overdue reconcile pass and a skewed clock degrade; item and order anomalies are shown, not
+    judged (they stay in the record for good, and the observation they came with did count)."""
     reasons = [
         f"reconcile pass {p.id} (started {p.started_at:%Y-%m-%d %H:%M:%S}) is still unfinished past its "
         f"deadline {p.deadline_at:%H:%M:%S}: its process is stuck or died; check `bunsync serve` logs"
@@ -476,8 +492,23 @@ def _hostile_lines(hostile: HostileInput, now: datetime) -> list[str]:
         if clock is not None
         else "not measured recently"
     )
-    anomalies = f"{hostile.item_anomalies} fields read as absent (bunsync.item_anomalies)"
-    out = [_label("Clock skew", skew), _label("API anomalies", anomalies)]
+    out = [
+        _label("Clock skew", skew),
+        _label(
+            "API anomalies",
+            f"{hostile.order_anomalies} order fields read as absent (bunsync.order_anomalies)",
+        ),
+    ]
+    if hostile.newest_order_anomalies:
+        shown = hostile.newest_order_anomalies
+        # The problem gets what the order and field columns leave of the line.
+        room = _TEXT_WIDTH - len(_PAD) - 4 - max(len("order"), *(len(str(a.order_id)) for a in shown))
+        room -= max(len("field"), *(len(a.field) for a in shown))
+        out += _table(
+            ("order", "field", "problem"),
+            [(str(a.order_id), a.field, _line(a.problem, max(room, 30))) for a in shown],
+        )
+    out.append(_label("", f"{hostile.item_anomalies} item fields read as absent (bunsync.item_anomalies)"))
     if hostile.newest_item_anomalies:
         out += _table(
             ("order", "item", "field", "problem"),

@@ -5,7 +5,8 @@ documents every time and nested object as nullable. Ids and prices are bounded t
 bigint so that a value that cannot be stored fails here, not in the database.
 
 What parks an API observation is only what it cannot exist without: the order id, an item that is not
-an object, an item's id or a status that is not text. Every other field of an item the status
+an object, an item's id or a status that is not text (the ``orders`` projection reads the order-level
+fields the same way: :mod:`projections.order_facts`). Every other field of an item the status
 projections read (``statusUpdatedAt``, ``product`` and its ``id``, ``name``, ``price``) is read on its
 own: an unreadable or implausible value (:func:`projections.rules.plausible_time`) is read as absent
 and reported in :attr:`Observation.anomalies`, so one bad field never hides a status change.
@@ -62,72 +63,8 @@ class WebhookEnvelope(msgspec.Struct, frozen=True, rename="camel"):
 
 
 # --- order.observed: the Get Order response body -------------------------------------------------
-
-
-class Product(msgspec.Struct, frozen=True, rename="camel"):
-    """``orderItems[].product`` (List Orders carries only ``id``)."""
-
-    id: BigInt | None = None
-    name: Text | None = None
-    price: BigInt | None = None
-
-
-class OrderItem(msgspec.Struct, frozen=True, rename="camel"):
-    """``order.orderItems[]`` of Get Order, or ``orderItems[]`` of a List Orders entry."""
-
-    id: BigInt
-    status: Text | None = None
-    status_updated_at: datetime | None = None
-    product: Product | None = None
-
-
-class Order(msgspec.Struct, frozen=True, rename="camel"):
-    """``data.order`` of Get Order."""
-
-    id: BigInt
-    total_price: BigInt | None = None
-    total_product_price: BigInt | None = None
-    delivery_price: BigInt | None = None
-    order_done_at: datetime | None = None
-    approved_at: datetime | None = None
-    order_items: list[OrderItem] | None = None
-
-
-class Seller(msgspec.Struct, frozen=True, rename="camel"):
-    """``data.seller``."""
-
-    id: BigInt | None = None
-    shop_name: Text | None = None
-
-
-class Invoice(msgspec.Struct, frozen=True, rename="camel"):
-    """``data.delivery.invoice``."""
-
-    no: Text | None = None
-    company_code: Text | None = None
-    company_name: Text | None = None
-
-
-class Delivery(msgspec.Struct, frozen=True, rename="camel"):
-    """``data.delivery``. Its ``address`` is buyer personal data: the log holds only markers in its
-    place (:mod:`app.personal_data`), so no projection reads it."""
-
-    invoice: Invoice | None = None
-    ship_done_at: datetime | None = None
-
-
-class OrderData(msgspec.Struct, frozen=True, rename="camel"):
-    """``data`` of Get Order."""
-
-    order: Order
-    seller: Seller | None = None
-    delivery: Delivery | None = None
-
-
-class OrderObserved(msgspec.Struct, frozen=True, rename="camel"):
-    """The payload of ``order.observed``: the Get Order body as returned."""
-
-    data: OrderData
+# Read field by field: the item fields below (_ObservedItemsOnly, _api_item), the order-level fields
+# in projections/order_facts.py.
 
 
 class PersonalDataErased(msgspec.Struct, frozen=True, rename="camel"):
@@ -163,7 +100,6 @@ class _ObservedItemsOnly(msgspec.Struct, frozen=True):
 
 
 _webhook = msgspec.json.Decoder(WebhookEnvelope)
-_observed = msgspec.json.Decoder(OrderObserved)
 _observed_items = msgspec.json.Decoder(_ObservedItemsOnly)
 _erased = msgspec.json.Decoder(PersonalDataErased)
 _listed = msgspec.json.Decoder(_OrderItemsOnly)
@@ -191,11 +127,6 @@ def utc(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=UTC)
-
-
-def decode_order_observed(event: RecordedEvent) -> OrderObserved:
-    """The Get Order body of an ``order.observed`` event."""
-    return _observed.decode(_payload(event))
 
 
 def decode_personal_data_erased(event: RecordedEvent) -> PersonalDataErased:

@@ -1,11 +1,14 @@
-"""Projection ``orders``: order-level facts from Get Order (table ``orders``), and whether the buyer's
-personal data was erased.
+"""Projection ``orders``: order-level facts from Get Order (table ``orders``), the fields it could
+not use (table ``order_anomalies``), and whether the buyer's personal data was erased.
 
 The newest observation of an order (by log position) wins; a batch keeps only its newest one per
-order, and the upsert refuses to replace a row with an older observation. The log holds no personal
-data (:mod:`app.personal_data`); an ``order.personal_data_erased`` event marks the order's row as
-erased (when, why), and no later observation clears the mark, so the view shows "erased", not an
-error or a blank, and a rebuild reproduces it.
+order, and the upsert refuses to replace a row with an older observation. Each field is read on its
+own (:mod:`projections.order_facts`): an unreadable or implausible value is NULL in ``orders`` and a
+row of ``order_anomalies`` (every observation's, not only the newest's), so one bad field never
+hides the others; only an unusable order id parks the event. The log holds no personal data
+(:mod:`app.personal_data`); an ``order.personal_data_erased`` event marks the order's row as erased
+(when, why), and no later observation clears the mark, so the view shows "erased", not an error or a
+blank, and a rebuild reproduces it.
 """
 
 from __future__ import annotations
@@ -13,13 +16,29 @@ from __future__ import annotations
 from app.db import Connection
 from app.event_log import RecordedEvent
 from app.sqlfiles import queries
-from projections import events
+from projections import events, order_facts
 from projections.base import Projection
-from projections.events import OrderObserved, PersonalDataErased, utc
+from projections.events import PersonalDataErased
+from projections.order_facts import OrderFacts
 
 _Q = queries("orders")
 
-Decoded = OrderObserved | PersonalDataErased
+Decoded = OrderFacts | PersonalDataErased
+#: The fact columns of upsert_orders ($1 to $12), in its order: attributes of OrderFacts.
+_COLUMNS = (
+    "order_id",
+    "total_price",
+    "total_product_price",
+    "delivery_price",
+    "order_done_at",
+    "approved_at",
+    "seller_id",
+    "seller_shop_name",
+    "invoice_no",
+    "invoice_company_code",
+    "invoice_company_name",
+    "ship_done_at",
+)
 
 
 class Orders(Projection[Decoded]):
@@ -27,15 +46,17 @@ class Orders(Projection[Decoded]):
 
     name = "orders"
     handles = frozenset({events.ORDER_OBSERVED, events.PERSONAL_DATA_ERASED})
-    tables = ("orders",)
+    #: order_anomalies: the fields read as absent, kept with the projection so that a rebuild
+    #: reproduces them.
+    tables = ("orders", "order_anomalies")
 
     def decode(self, event: RecordedEvent) -> Decoded:
         if event.type == events.PERSONAL_DATA_ERASED:
             return events.decode_personal_data_erased(event)
-        return events.decode_order_observed(event)
+        return order_facts.decode(event)
 
     async def write(self, conn: Connection, batch: list[tuple[RecordedEvent, Decoded]]) -> None:
-        observed = [(e, d) for e, d in batch if isinstance(d, OrderObserved)]
+        observed = [(e, d) for e, d in batch if isinstance(d, OrderFacts)]
         erased = [(e, d) for e, d in batch if isinstance(d, PersonalDataErased)]
         await self._write_observed(conn, observed)
         if erased:
@@ -46,36 +67,27 @@ class Orders(Projection[Decoded]):
                 [d.reason for _, d in erased],
             )
 
-    async def _write_observed(
-        self, conn: Connection, batch: list[tuple[RecordedEvent, OrderObserved]]
-    ) -> None:
-        newest: dict[int, tuple[RecordedEvent, OrderObserved]] = {}
-        for event, observed in batch:
-            seen = newest.get(observed.data.order.id)
+    async def _write_observed(self, conn: Connection, batch: list[tuple[RecordedEvent, OrderFacts]]) -> None:
+        newest: dict[int, tuple[RecordedEvent, OrderFacts]] = {}
+        for event, facts in batch:
+            seen = newest.get(facts.order_id)
             if seen is None or event.position > seen[0].position:
-                newest[observed.data.order.id] = (event, observed)
-        if not newest:
-            return
-        rows = list(newest.values())
-        orders = [o.data.order for _, o in rows]
-        sellers = [o.data.seller for _, o in rows]
-        deliveries = [o.data.delivery for _, o in rows]
-        invoices = [d.invoice if d else None for d in deliveries]
-        positions = [e.position for e, _ in rows]
-        await conn.execute(
-            _Q["upsert_orders"],
-            [o.id for o in orders],
-            [o.total_price for o in orders],
-            [o.total_product_price for o in orders],
-            [o.delivery_price for o in orders],
-            [utc(o.order_done_at) for o in orders],
-            [utc(o.approved_at) for o in orders],
-            [s.id if s else None for s in sellers],
-            [s.shop_name if s else None for s in sellers],
-            [i.no if i else None for i in invoices],
-            [i.company_code if i else None for i in invoices],
-            [i.company_name if i else None for i in invoices],
-            [utc(d.ship_done_at) if d else None for d in deliveries],
-            positions,
-            [e.recorded_at for e, _ in rows],
-        )
+                newest[facts.order_id] = (event, facts)
+        if newest:
+            rows = list(newest.values())
+            await conn.execute(
+                _Q["upsert_orders"],
+                *([getattr(f, column) for _, f in rows] for column in _COLUMNS),
+                [e.position for e, _ in rows],
+                [e.recorded_at for e, _ in rows],
+            )
+        flagged = [(e, f, field, problem) for e, f in batch for field, problem in f.anomalies]
+        if flagged:
+            await conn.execute(
+                _Q["record_anomalies"],
+                [e.position for e, _, _, _ in flagged],
+                [f.order_id for _, f, _, _ in flagged],
+                [field for _, _, field, _ in flagged],
+                [problem for _, _, _, problem in flagged],
+                [e.recorded_at for e, _, _, _ in flagged],
+            )

@@ -6,8 +6,10 @@ Per order (Get Order, and the order's entry in List Orders where it applies):
 
 - ``nulOrders``: a ``\\u0000`` in the buyer's name and the product's name (jsonb refuses it);
 - ``farFutureOrders``: every item's ``statusUpdatedAt`` is ``9999-12-31T23:59:59Z``;
-- ``outOfRangeOrders``: ``9999-12-31T23:30:00-01:00`` (year 10000 in UTC);
-- ``badFieldOrders``: a product price of 2**70 and a ``returnRequestId`` that is not an integer;
+- ``outOfRangeOrders``: ``9999-12-31T23:30:00-01:00`` (year 10000 in UTC), and in Get Order also as
+  the order's ``orderDoneAt``;
+- ``badFieldOrders``: a product price of 2**70 and a ``returnRequestId`` that is not an integer, and
+  in Get Order also an order ``totalPrice`` of 2**70 and a seller that is not an object;
 - ``wrongIdOrders``: Get Order answers with ``data.order.id`` of another order;
 - ``oversizeOrders``: Get Order answers a valid body padded to ``oversizeBytes``, streamed;
 - ``dripOrders``: Get Order drips its body one byte every ``dripIntervalS``.
@@ -57,6 +59,12 @@ def get_order_body(body: bytes, order_id: int, faults: Any) -> bytes:
     document = msgspec.json.decode(body)
     data = document["data"]
     rewrite_order(data["order"], order_id, faults)
+    # Order-level fields (Get Order only: List Orders entries carry no such fields bunsync reads).
+    if order_id in faults.out_of_range_orders:
+        data["order"]["orderDoneAt"] = OUT_OF_RANGE
+    if order_id in faults.bad_field_orders:
+        data["order"]["totalPrice"] = 2**70
+        data["seller"] = "not an object"
     if order_id in faults.nul_orders and data.get("delivery") and data["delivery"].get("address"):
         data["delivery"]["address"]["name"] += "\u0000"
     if order_id in faults.wrong_id_orders:

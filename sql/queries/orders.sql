@@ -38,3 +38,12 @@ FROM unnest($1::bigint[], $2::timestamptz[], $3::text[]) AS i(order_id, erased_a
 ON CONFLICT (order_id) DO UPDATE SET
     personal_data_erased_at = coalesce(o.personal_data_erased_at, excluded.personal_data_erased_at),
     personal_data_erasure_reason = coalesce(o.personal_data_erasure_reason, excluded.personal_data_erasure_reason);
+
+-- name: record_anomalies
+-- Fields of order.observed events read as absent because unreadable or implausible
+-- (projections/order_facts.py): $1 positions, $2 order ids, $3 fields, $4 problems, $5 recorded_at.
+-- A field seen again (a retried or re-read event) is kept once. Unqualified, like orders (live or
+-- rebuild).
+INSERT INTO order_anomalies (position, order_id, field, problem, recorded_at)
+SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[])
+ON CONFLICT DO NOTHING;

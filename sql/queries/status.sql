@@ -81,6 +81,17 @@ FROM bunsync.item_anomalies AS a
 ORDER BY a.position DESC, a.order_item_id, a.field
 LIMIT $1;
 
+-- name: order_anomaly_count
+-- Order-level fields of Get Order answers read as absent (implausible or unreadable). No parameters.
+SELECT count(*) FROM bunsync.order_anomalies;
+
+-- name: order_anomalies_newest
+-- The $1 newest order anomalies (by log position).
+SELECT a.order_id, a.position, a.field, a.problem, a.recorded_at
+FROM bunsync.order_anomalies AS a
+ORDER BY a.position DESC, a.field
+LIMIT $1;
+
 -- name: overdue_passes
 -- Reconcile passes unfinished past their own deadline (stuck, or their process died). No parameters.
 -- Few rows match (open passes are recent, or dead and rare): a plain filter is enough.

@@ -2,7 +2,8 @@
 
 Each fault of issue 9, section 3 and 6, in a bounded form; each test asserts what a user needs: the
 process stays up and small, nothing else is lost, the view is not corrupted, the anomaly is visible
-(``bunsync status``, ``bunsync.item_anomalies``, dead fetches with their reasons).
+(``bunsync status``, ``bunsync.item_anomalies`` and ``bunsync.order_anomalies``, dead fetches with
+their reasons).
 """
 
 from __future__ import annotations
@@ -149,6 +150,26 @@ def test_hostile_get_order_answers_become_anomalies_or_dead_letters_never_a_dead
     }
     assert (future, "statusUpdatedAt") in fields and (out_of_range, "statusUpdatedAt") in fields
     assert (bad, "product.price") in fields
+    # Bad order-level fields are NULL in the orders row and anomalies; the rest of the row is there.
+    assert anomalies["order_anomalies"] >= 3
+    order_fields = {
+        (a["order_id"], a["field"])
+        for a in fetch_rows(database_url, "SELECT order_id, field FROM bunsync.order_anomalies")
+    }
+    assert {(out_of_range, "order.orderDoneAt"), (bad, "order.totalPrice"), (bad, "seller")} <= order_fields
+    rows = {
+        r["order_id"]: r
+        for r in fetch_rows(
+            database_url,
+            "SELECT order_id, total_price, delivery_price, order_done_at, seller_id FROM bunsync.orders "
+            "WHERE order_id = ANY($1::bigint[])",
+            [bad, out_of_range],
+        )
+    }
+    assert (rows[bad]["total_price"], rows[bad]["seller_id"]) == (None, None)
+    assert rows[bad]["delivery_price"] is not None and rows[bad]["order_done_at"] is not None
+    assert rows[out_of_range]["order_done_at"] is None and rows[out_of_range]["total_price"] is not None
+    assert scalar(database_url, "SELECT count(*) FROM bunsync.parked_events WHERE projection = 'orders'") == 0
     # The reconciler keeps passing (no OverflowError), and the orders without faults are in sync.
     _until(
         lambda: scalar(database_url, "SELECT count(*) FROM bunsync.reconcile_passes WHERE ok") >= 2,
@@ -166,10 +187,10 @@ def test_hostile_get_order_answers_become_anomalies_or_dead_letters_never_a_dead
 
     # A rebuild (serve stopped: nothing moves meanwhile) reproduces the same view and anomalies.
     assert serve.stop() == 0
-    tables = ("order_item_status", "item_anomalies")
+    tables = ("order_item_status", "item_anomalies", "orders", "order_anomalies")
     before = {t: fetch_rows(database_url, f"SELECT * FROM bunsync.{t} ORDER BY 1, 2") for t in tables}
     rebuilt = subprocess.run(
-        [sys.executable, "-m", "app.cli", "rebuild", "order_item_status"],
+        [sys.executable, "-m", "app.cli", "rebuild", "order_item_status", "orders"],
         env={**ENV_BASE, "PATH": "/usr/bin:/bin", "BUNSYNC_DATABASE_URL": database_url},
         capture_output=True,
         timeout=60,

@@ -12,6 +12,7 @@ from app import db, db_roles, event_log, status
 from app.event_log import NewEvent
 from app.status import Verdict
 from projections import engine
+from tests.projections.factory import append, at, observed, observed_body, project_all
 
 T0 = datetime(2026, 2, 1, tzinfo=UTC)
 PROJECTIONS = {"order_item_history", "order_item_status", "orders"}
@@ -146,6 +147,32 @@ async def test_a_troubled_system_is_reported_and_degraded(
     screen = status.render_text(report, verdict, reasons)
     for expected in ("DEGRADED", "901", "403 not your order", "KeyError: items", "FAILED", "running"):
         assert expected in screen
+
+
+async def test_fields_read_as_absent_are_counted_and_shown_but_not_judged(pool: asyncpg.Pool) -> None:
+    body = observed_body(77, [(1, "IN_TRANSIT", at(10))])
+    body["data"]["order"]["totalPrice"] = 2**70  # an order field: bunsync.order_anomalies
+    body["data"]["delivery"]["shipDoneAt"] = "9999-12-31T23:30:00-01:00"
+    body["data"]["order"]["orderItems"][0]["product"]["price"] = 2**70  # an item field: item_anomalies
+    await append(pool, observed(77, [], body=body))
+    await project_all(pool)
+
+    report = await status.collect(pool)
+
+    assert (report.anomalies.item_anomalies, report.anomalies.order_anomalies) == (1, 2)
+    assert [(a.order_id, a.field) for a in report.anomalies.newest_order_anomalies] == [
+        (77, "delivery.shipDoneAt"),
+        (77, "order.totalPrice"),
+    ]
+    verdict, reasons = status.assess(report, max_lag=0)
+    assert (verdict, reasons, report.parked_events.total) == (Verdict.HEALTHY, [], 0)
+    doc = msgspec.json.decode(status.encode_json(report, verdict, reasons))
+    assert (doc["anomalies"]["item_anomalies"], doc["anomalies"]["order_anomalies"]) == (1, 2)
+    screen = status.render_text(report, verdict, reasons)
+    assert "2 order fields read as absent (bunsync.order_anomalies)" in screen
+    assert "1 item fields read as absent (bunsync.item_anomalies)" in screen
+    assert "order.totalPrice" in screen and "product.price" in screen
+    assert max(len(line) for line in screen.splitlines()) <= 100
 
 
 async def test_projected_log_has_no_lag_and_checkpoints_at_the_head(

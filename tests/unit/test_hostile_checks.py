@@ -14,7 +14,7 @@ from app.bunjang.types import listed_entry
 from app.event_log import RecordedEvent
 from app.reconciler import differences
 from app.status import ClockReading, HostileInput, OverduePass, _hostile_reasons
-from projections import events
+from projections import events, order_facts
 from projections.rules import FUTURE_TOLERANCE, plausible_time
 
 RECORDED = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -146,3 +146,35 @@ def test_a_listed_entry_is_read_leniently_and_an_implausible_time_is_compared_as
     assert listed_entry(msgspec.Raw(b'{"id": "x"}')) is None
     now = datetime(2026, 11, 1, tzinfo=UTC)
     assert differences([order], {11: ("A", None), 12: ("C", None)}, now) == []
+
+
+def test_order_facts_read_each_field_on_their_own_and_never_the_address() -> None:
+    body = {
+        "data": {
+            "order": {
+                "id": 1,
+                "totalPrice": 2**70,
+                "deliveryPrice": 2000,
+                "orderDoneAt": "9999-12-31T23:59:59Z",
+            },
+            "seller": {"id": "9", "shopName": "shop"},
+            "delivery": {"invoice": None, "shipDoneAt": "2026-11-01T11:00:00", "address": "[personal data]"},
+        }
+    }
+    facts = order_facts.decode(_observed(body))
+    assert (facts.order_id, facts.total_price, facts.delivery_price, facts.order_done_at) == (
+        1,
+        None,
+        2000,
+        None,
+    )
+    assert (facts.seller_id, facts.seller_shop_name, facts.invoice_no) == (None, "shop", None)
+    assert facts.ship_done_at == datetime(2026, 11, 1, 11, tzinfo=UTC)  # no offset: UTC
+    assert sorted(f for f, _ in facts.anomalies) == ["order.orderDoneAt", "order.totalPrice", "seller.id"]
+    assert not any("9999" in problem or "2361" in problem for _, problem in facts.anomalies)
+
+
+@pytest.mark.parametrize("order", [{"id": "1"}, {"id": 2**70}, {}, [1], None])
+def test_order_facts_without_a_usable_order_id_refuse_the_event(order: object) -> None:
+    with pytest.raises(msgspec.ValidationError):
+        order_facts.decode(_observed({"data": {"order": order}}))

@@ -12,7 +12,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from app import metrics
 from app.logs import request_id
 from app.signature import Rejection
-from app.status import FetchQueue, ParkedEvents, ProjectionStatus, ReconcilePass, StatusReport
+from app.status import (
+    FetchQueue,
+    HostileInput,
+    ParkedEvents,
+    ProjectionStatus,
+    ReconcilePass,
+    StatusReport,
+)
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -40,6 +47,8 @@ DATABASE_WIDE = {
     "bunsync_webhook_conflicts": set(),
     "bunsync_reconcile_last_finished_timestamp_seconds": set(),
     "bunsync_reconcile_last_ok": set(),
+    "bunsync_item_anomalies": set(),
+    "bunsync_order_anomalies": set(),
 }
 
 
@@ -71,6 +80,7 @@ def _report() -> StatusReport:
         unrecognized_webhooks=6,
         webhook_conflicts=2,
         log_head_position=121,
+        anomalies=HostileInput(item_anomalies=2, order_anomalies=3),
     )
 
 
@@ -172,6 +182,7 @@ def test_database_wide_gauges_come_from_the_snapshot() -> None:
     assert value["bunsync_parked_events"] == [({}, 1.0)]
     assert value["bunsync_reconcile_last_finished_timestamp_seconds"] == [({}, NOW.timestamp())]
     assert value["bunsync_reconcile_last_ok"] == [({}, 1.0)]
+    assert (value["bunsync_item_anomalies"], value["bunsync_order_anomalies"]) == ([({}, 2.0)], [({}, 3.0)])
 
 
 @pytest.mark.parametrize(
