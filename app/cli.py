@@ -17,14 +17,15 @@ from typing import NoReturn
 
 import structlog
 
-from app import commands, logs, status
+from app import commands, logs
 from app.commands import EXIT_CONFIG, CommandError
-from app.db import StorageUnavailable
-from app.db_roles import RoleError
-from app.embedded_pg import EmbeddedPostgresError
-from app.migrations import MigrationError
+from app.ops import status
 from app.sandbox import cli as sandbox_cli
 from app.settings import ConfigError, Settings
+from app.store.db import StorageUnavailable
+from app.store.embedded_pg import EmbeddedPostgresError
+from app.store.migrations import MigrationError
+from app.store.roles import RoleError
 from projections.engine import PROJECTIONS
 
 log = structlog.get_logger(__name__)

@@ -18,13 +18,17 @@ from typing import Any, NoReturn
 
 import uvloop
 
-from app import db, db_roles, demo, erasure, fetcher, log_redaction, reconciler, service, status
-from app.db import StorageUnavailable
-from app.embedded_pg import EmbeddedPostgres
-from app.migrations import latest_version
+from app import fetcher, reconciler, service
+from app.ops import status
+from app.privacy import erasure, redaction
 from app.progress import progress_reporter
 from app.sandbox import cli as sandbox_cli
+from app.sandbox import demo
 from app.settings import Settings
+from app.store import db, roles
+from app.store.db import StorageUnavailable
+from app.store.embedded_pg import EmbeddedPostgres
+from app.store.migrations import latest_version
 from projections import engine as projections_engine
 from projections import rebuild as projections_rebuild
 
@@ -92,7 +96,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _redact_log(dsn: str) -> int:
-    done = await log_redaction.redact_log(dsn)
+    done = await redaction.redact_log(dsn)
     print(
         f"bunsync: redacted the personal data of {done.rows} log row(s) (append-only lifted for that one "
         f"UPDATE, in one transaction); kept the newest personal data of {done.orders_kept} order(s) in "
@@ -144,7 +148,7 @@ def cmd_redrive(args: argparse.Namespace, settings: Settings) -> int:
 async def _service_dsn(dsn: str, settings: Settings, wait_s: float) -> str:
     """Make sure the schema is current (a one-off command may be the first to meet a new database),
     and return the DSN of the service's own login: commands that need only the service's rights run
-    with no more (app.db_roles)."""
+    with no more (app.store.roles)."""
     return await service.prepare(dsn, settings.app_password, wait_s=wait_s)
 
 
@@ -197,12 +201,12 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     async def report(stop: asyncio.Event) -> int:
         try:
             # Read-only and the service's rights suffice: its own login, never the owner's.
-            pool = await db.create_pool(await db_roles.service_dsn(dsn, settings.app_password), max_size=1)
+            pool = await db.create_pool(await roles.service_dsn(dsn, settings.app_password), max_size=1)
             try:
                 snapshot = await status.collect(pool)
             finally:
                 await pool.close()
-        except (StorageUnavailable, db_roles.RoleError) as exc:
+        except (StorageUnavailable, roles.RoleError) as exc:
             if args.json:
                 sys.stdout.buffer.write(status.encode_unreachable(str(exc)) + b"\n")
             else:
@@ -228,7 +232,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     async def rebuild(stop: asyncio.Event) -> int:
         # The one command that keeps the owner's login: the swap moves the owner's tables (DDL).
-        rights = await db_roles.inspect(dsn)
+        rights = await roles.inspect(dsn)
         if not rights.can_migrate:
             _fail(
                 f"rebuild swaps tables, so it needs the owner's DSN; role {rights.login} does not own "

@@ -27,13 +27,15 @@ import asyncpg
 import structlog
 from asyncpg.exceptions import _base as asyncpg_base
 
-from app import db, erasure, event_log, metrics, personal_data, sqlfiles
 from app.aio import wait_any
 from app.bunjang import errors
 from app.bunjang.client import BunjangClient
 from app.bunjang.jsonsafe import UnstorableJson, storable_json
-from app.db import Connection, StorageUnavailable, guard
-from app.event_log import NewEvent
+from app.ops import metrics
+from app.privacy import erasure, personal_data
+from app.store import db, event_log, sqlfiles
+from app.store.db import Connection, StorageUnavailable, guard
+from app.store.event_log import NewEvent
 
 log = structlog.get_logger(__name__)
 
@@ -182,7 +184,7 @@ class Fetcher:
 
     async def _store(self, job: Job, raw: bytes) -> None:
         """In one transaction: log the order facts, keep the buyer's personal data apart (unless the
-        order was forgotten: :mod:`app.erasure`), remove the job. An answer that cannot be stored is a
+        order was forgotten: :mod:`app.privacy.erasure`), remove the job. An answer that cannot be stored is a
         dead letter."""
         try:
             # NULs escaped first (jsonb refuses them), then the personal data split off the repaired text.

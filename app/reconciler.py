@@ -26,13 +26,15 @@ import asyncpg
 import msgspec
 import structlog
 
-from app import event_log, fetcher, metrics, sqlfiles
+from app import fetcher
 from app.bunjang.client import BunjangClient
 from app.bunjang.jsonsafe import storable_json
 from app.bunjang.types import ListedOrder
 from app.bunjang.windows import Window, split_windows
-from app.db import Connection, StorageUnavailable, guard
-from app.event_log import NewEvent
+from app.ops import metrics
+from app.store import event_log, sqlfiles
+from app.store.db import Connection, StorageUnavailable, guard
+from app.store.event_log import NewEvent
 from projections.rules import plausible_time
 
 log = structlog.get_logger(__name__)

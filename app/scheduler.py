@@ -5,7 +5,7 @@
   if another replica holds it; if the holder dies its connection (and lock) goes, and the next tick
   elsewhere takes over.
 - ``pii_retention`` daily (first run a minute after start): erases the buyer personal data of orders
-  whose items all reached a final status ``BUNSYNC_PII_RETENTION_DAYS`` ago (:mod:`app.erasure`), by
+  whose items all reached a final status ``BUNSYNC_PII_RETENTION_DAYS`` ago (:mod:`app.privacy.erasure`), by
   one replica at a time (an advisory lock, as for reconcile).
 - ``fetch_retries`` every few seconds: wakes this process's fetch workers when failed fetches have
   waited out their backoff, so retries run on time.
@@ -28,10 +28,13 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
-from app import db, erasure, fetcher, metrics, reconciler, sqlfiles
+from app import fetcher, reconciler
 from app.bunjang.client import BunjangClient
 from app.fetcher import Fetcher
+from app.ops import metrics
+from app.privacy import erasure
 from app.settings import Settings
+from app.store import db, sqlfiles
 
 log = structlog.get_logger(__name__)
 

@@ -19,17 +19,17 @@ from dataclasses import dataclass
 
 import structlog
 
-from app import db, db_roles, migrations
-from app.admin_http import OPERATOR_LISTENER, create_admin_app
 from app.bunjang.client import BunjangClient
 from app.fetcher import Fetcher
-from app.http import WEBHOOK_LISTENER, Services, create_app
-from app.http_server import Limits, Server, build_server, raise_open_file_limit
-from app.ingest import Ingestor
-from app.refusals import RefusalLog
+from app.http.operator_app import OPERATOR_LISTENER, create_admin_app
+from app.http.refusals import RefusalLog
+from app.http.server import Limits, Server, build_server, raise_open_file_limit
+from app.http.webhook_app import WEBHOOK_LISTENER, Services, create_app
 from app.scheduler import Jobs
 from app.settings import Settings
-from app.webhook_endpoint import MAX_WEBHOOK_BODY
+from app.store import db, migrations, roles
+from app.webhook.endpoint import MAX_WEBHOOK_BODY
+from app.webhook.ingest import Ingestor
 from projections.engine import run_projectors
 
 log = structlog.get_logger(__name__)
@@ -89,9 +89,9 @@ async def migrate(dsn: str, *, wait_s: float = 60.0, app_password: str | None = 
 
 async def prepare(dsn: str, app_password: str | None, *, wait_s: float = 60.0) -> str:
     """Bring the schema up to date (if ``dsn``'s role may migrate; else check it is current) and return
-    the DSN the service's sessions use: never one that could lift the log's protection (app.db_roles)."""
+    the DSN the service's sessions use: never one that could lift the log's protection (app.store.roles)."""
     rights = await db.retry_until_available(
-        lambda: db_roles.inspect(dsn), deadline_s=wait_s, on_wait=_waiting
+        lambda: roles.inspect(dsn), deadline_s=wait_s, on_wait=_waiting
     )
     applied: list[int] = []
     if rights.can_migrate:
@@ -101,7 +101,7 @@ async def prepare(dsn: str, app_password: str | None, *, wait_s: float = 60.0) -
             await migrations.require_current(conn)
     log.info("database_ready", migrations_applied=applied, schema_version=migrations.latest_version())
     return await db.retry_until_available(
-        lambda: db_roles.service_dsn(dsn, app_password), deadline_s=wait_s, on_wait=_waiting
+        lambda: roles.service_dsn(dsn, app_password), deadline_s=wait_s, on_wait=_waiting
     )
 
 

@@ -56,7 +56,7 @@ class Settings:
             before its buyer's personal data is erased (``BUNSYNC_PII_RETENTION_DAYS``).
         app_password: password of ``bunsync_app``, the service's login role (``BUNSYNC_APP_PASSWORD``;
             ``None``: trust/peer authentication or ``.pgpass``). ``migrate`` sets it; the service logs in
-            with it when the DSN's role is privileged (``app.db_roles``). Never shown in a repr or a log.
+            with it when the DSN's role is privileged (``app.store.roles``). Never shown in a repr or a log.
         bunjang_max_body_bytes: the largest Bunjang answer read (Get Order, a List Orders page); a
             larger one is refused (a Get Order fetch is dead-lettered with the reason).
         bunjang_request_deadline_s: the total time one request to Bunjang may take, body included.

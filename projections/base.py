@@ -11,8 +11,8 @@ from __future__ import annotations
 import abc
 from typing import ClassVar, Generic, TypeVar
 
-from app.db import Connection
-from app.event_log import RecordedEvent
+from app.store.db import Connection
+from app.store.event_log import RecordedEvent
 
 D = TypeVar("D")
 

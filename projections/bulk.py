@@ -34,10 +34,10 @@ from typing import Any
 
 import structlog
 
-from app import db, event_log
-from app.db import Connection
-from app.event_log import RecordedEvent
-from app.sqlfiles import queries
+from app.store import db, event_log
+from app.store.db import Connection
+from app.store.event_log import RecordedEvent
+from app.store.sqlfiles import queries
 from projections.base import Projection
 from projections.engine import apply_events, park
 from projections.order_item_status import OrderItemStatus

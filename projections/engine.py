@@ -20,11 +20,11 @@ import asyncpg
 import structlog
 from asyncpg.exceptions import _base as asyncpg_base
 
-from app import db, event_log
 from app.aio import wait_any
-from app.db import Connection, StorageUnavailable
-from app.event_log import Checkpoint, RecordedEvent
-from app.sqlfiles import queries
+from app.store import db, event_log
+from app.store.db import Connection, StorageUnavailable
+from app.store.event_log import Checkpoint, RecordedEvent
+from app.store.sqlfiles import queries
 from projections import REGISTRY
 from projections.base import Projection
 

@@ -19,13 +19,13 @@ from typing import Annotated, Any
 
 import msgspec
 
-from app.event_log import RecordedEvent
+from app.store.event_log import RecordedEvent
 from projections.rules import EARLIEST_TIME, FUTURE_TOLERANCE, Observation, plausible_time
 
 WEBHOOK_STATUS_CHANGED = "webhook.order_status_changed.v1"
 ORDER_OBSERVED = "order.observed"
 ORDER_LISTED = "order.listed"
-#: Appended by erasure (:mod:`app.erasure`): the order's buyer personal data was destroyed.
+#: Appended by erasure (:mod:`app.privacy.erasure`): the order's buyer personal data was destroyed.
 PERSONAL_DATA_ERASED = "order.personal_data_erased"
 #: Stored verbatim by ingest; never projected.
 WEBHOOK_UNRECOGNIZED = "webhook.unrecognized"

@@ -10,7 +10,7 @@ that is not ISO-8601, a seller that is not an object) or a time outside the plau
 :attr:`OrderFacts.anomalies`, so one bad field never hides the rest of the observation.
 
 Anomalies name the field (its path under ``data``) and the kind of problem, never the value. The
-delivery's ``address`` (only markers in the log, :mod:`app.personal_data`) is not even a field of
+delivery's ``address`` (only markers in the log, :mod:`app.privacy.personal_data`) is not even a field of
 what is decoded here.
 """
 
@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from app.event_log import RecordedEvent
+from app.store.event_log import RecordedEvent
 from projections.events import BigInt, Text, UndecodableEvent, utc
 from projections.rules import EARLIEST_TIME, FUTURE_TOLERANCE, plausible_time
 

@@ -7,9 +7,9 @@ Each batch loads the history of the items it touches, folds its observations thr
 
 from __future__ import annotations
 
-from app.db import Connection
-from app.event_log import RecordedEvent
-from app.sqlfiles import queries
+from app.store.db import Connection
+from app.store.event_log import RecordedEvent
+from app.store.sqlfiles import queries
 from projections import events
 from projections.base import Projection
 from projections.rules import HistoryRow, Observation, apply_history

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import msgspec
 
-from app.db import Connection
-from app.event_log import RecordedEvent
-from app.sqlfiles import queries
+from app.store.db import Connection
+from app.store.event_log import RecordedEvent
+from app.store.sqlfiles import queries
 from projections import events
 from projections.base import Projection
 from projections.rules import ItemState, Observation, apply_status

@@ -6,16 +6,16 @@ order, and the upsert refuses to replace a row with an older observation. Each f
 own (:mod:`projections.order_facts`): an unreadable or implausible value is NULL in ``orders`` and a
 row of ``order_anomalies`` (every observation's, not only the newest's), so one bad field never
 hides the others; only an unusable order id parks the event. The log holds no personal data
-(:mod:`app.personal_data`); an ``order.personal_data_erased`` event marks the order's row as erased
+(:mod:`app.privacy.personal_data`); an ``order.personal_data_erased`` event marks the order's row as erased
 (when, why), and no later observation clears the mark, so the view shows "erased", not an error or a
 blank, and a rebuild reproduces it.
 """
 
 from __future__ import annotations
 
-from app.db import Connection
-from app.event_log import RecordedEvent
-from app.sqlfiles import queries
+from app.store.db import Connection
+from app.store.event_log import RecordedEvent
+from app.store.sqlfiles import queries
 from projections import events, order_facts
 from projections.base import Projection
 from projections.events import PersonalDataErased

@@ -37,8 +37,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from app import db, sqlfiles
-from app.sqlfiles import queries
+from app.store import db, sqlfiles
+from app.store.sqlfiles import queries
 from projections import bulk
 from projections.base import Projection
 from projections.engine import LIVE_SCHEMA, PROJECTIONS, process_batch

@@ -1,7 +1,7 @@
 """The "straightforward way" for ``scripts/bench_ingest`` (measurement (b)): one transaction per request.
 
 A bare Litestar app with one webhook route that verifies ``X-Bun-Webhook-Signature`` with bunsync's own
-:func:`app.signature.verify`, decodes the body, and inserts one row shaped like ``bunsync.event_log``
+:func:`app.webhook.signature.verify`, decodes the body, and inserts one row shaped like ``bunsync.event_log``
 into the scratch table ``bench.event_log`` in its own transaction (asyncpg pool), then answers 204.
 No batching, no fetch queue, no logging: the obvious implementation, for comparison.
 
@@ -33,7 +33,7 @@ import uvloop
 from litestar import Litestar, Request, Response, get, post
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from app import signature  # the repository root, put on sys.path just above
+from app.webhook import signature  # the repository root, put on sys.path just above
 
 INSERT_EVENT = """
 INSERT INTO bench.event_log (stream, type, payload, raw, source, signed_at, received_at, idempotency_key)

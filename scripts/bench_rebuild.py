@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import db, migrations  # noqa: E402
+from app.store import db, migrations  # noqa: E402
 
 PG_CTL = str(ROOT / "scripts" / "pg_ctl_unprivileged")
 STATUSES = ["PAYMENT_RECEIVED", "SHIP_READY", "IN_TRANSIT", "DELIVERY_COMPLETED", "PURCHASE_CONFIRM"]

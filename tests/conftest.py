@@ -19,7 +19,7 @@ from pytest_postgresql import factories
 from pytest_postgresql.executors import PostgreSQLExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from app import db, db_roles, migrations
+from app.store import db, migrations, roles
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,7 +81,7 @@ def empty_database_url(postgresql_proc: PostgreSQLExecutor) -> Iterator[str]:
 async def service_url(database_url: str) -> str:
     """The DSN the service's sessions use on this test's database: ``bunsync_app``, as ``serve`` logs in
     (the test cluster trusts local logins, like the embedded one)."""
-    return await db_roles.service_dsn(database_url, None)
+    return await roles.service_dsn(database_url, None)
 
 
 @pytest.fixture

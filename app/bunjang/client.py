@@ -51,7 +51,6 @@ import msgspec
 import structlog
 from tenacity import RetryCallState
 
-from app import metrics
 from app.bunjang import errors
 from app.bunjang.auth import TokenMinter
 from app.bunjang.retry import parse_retry_after, retrying
@@ -66,6 +65,7 @@ from app.bunjang.types import (
     listed_entry,
 )
 from app.bunjang.windows import Window, split_windows
+from app.ops import metrics
 
 log = structlog.get_logger(__name__)
 

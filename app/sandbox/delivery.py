@@ -4,7 +4,7 @@ Policy (BUNJANG_API.md, "Retries"): POST with a 10 s timeout; any 2xx is success
 errors and timeouts are retried; every other answer fails the delivery at once. Up to 3 retries after
 the first attempt, at ~1 s, ~2 s, ~4 s with ±50 % jitter (:func:`retry_delays`), and no retry starts
 after the whole delivery's deadline (~60 s). Every attempt is signed again with the current time by
-:func:`app.signature.sign`, so a retry carries a later ``t`` than the first try.
+:func:`app.webhook.signature.sign`, so a retry carries a later ``t`` than the first try.
 
 Faults (:class:`~app.sandbox.faults.FaultSettings`) are decided once per event when it leaves the queue:
 drop it, send a second copy (same ``eventId`` and body), delay it, or hold it back until the next event
@@ -27,7 +27,7 @@ import structlog
 
 from app.sandbox.counters import Counters
 from app.sandbox.faults import Faults
-from app.signature import HEADER, sign
+from app.webhook.signature import HEADER, sign
 
 log = structlog.get_logger(__name__)
 

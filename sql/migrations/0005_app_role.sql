@@ -9,7 +9,7 @@
 -- it can SET ROLE to has no more than the service's grants, so what it logs in with is all it can have.
 --
 -- Roles are cluster-wide and this file runs once per database, so the work is in a function that
--- `bunsync migrate` calls again on every run (app/migrations.py): a role dropped, or altered to hold
+-- `bunsync migrate` calls again on every run (app/store/migrations.py): a role dropped, or altered to hold
 -- more, is put back. Its password is never here (a migration is static text kept for ever): `migrate`
 -- sets it from BUNSYNC_APP_PASSWORD through bunsync.set_app_password, as a SCRAM verifier.
 
@@ -44,7 +44,7 @@ BEGIN
     END IF;
 END $$;
 
--- Set bunsync_app's password from a SCRAM-SHA-256 verifier computed by bunsync (app/db_roles.py), so the
+-- Set bunsync_app's password from a SCRAM-SHA-256 verifier computed by bunsync (app/store/roles.py), so the
 -- password itself never reaches the server, its statement log or pg_stat_activity: the server stores a
 -- verifier given in this form as is. Anything else is refused rather than stored as a clear password.
 CREATE FUNCTION bunsync.set_app_password(verifier text) RETURNS void

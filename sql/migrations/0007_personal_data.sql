@@ -1,6 +1,6 @@
 -- 0007: buyer personal data, kept out of the log so that it can be erased.
 --
--- The fetcher splits each Get Order answer (app/personal_data.py): the log gets the order facts with
+-- The fetcher splits each Get Order answer (app/privacy/personal_data.py): the log gets the order facts with
 -- every personal value replaced by a marker; the personal values go to bunsync.personal_data, one
 -- row per order (the newest observation's), which erasure deletes. bunsync.erasures is the tombstone:
 -- a forgotten order stays forgotten (bunsync.keep_personal_data refuses to store anything for it).

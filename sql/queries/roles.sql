@@ -1,6 +1,6 @@
 -- name: login_rights
 -- What the session's login role could do to the log, to decide which role the service logs in as
--- (app/db_roles.py). No parameters. One row:
+-- (app/store/roles.py). No parameters. One row:
 --   login: the role; superuser, createrole: its attributes (CREATEROLE, on PostgreSQL 15 and older, lets
 --   a role grant itself any non-superuser role, the log's owner included);
 --   becomes_superuser: it can SET ROLE to a superuser (membership, direct or not);

@@ -9,9 +9,9 @@ import time
 import asyncpg
 import httpx
 
-from app.demo import Mismatch, mismatches_against_truth
 from app.sandbox.config import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
-from app.signature import sign
+from app.sandbox.demo import Mismatch, mismatches_against_truth
+from app.webhook.signature import sign
 from tests.e2e.conftest import SECRET, SandboxProcess, Serve
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.signature import sign
+from app.webhook.signature import sign
 from tests.e2e.conftest import SECRET, SandboxProcess, Serve, free_port
 from tests.e2e.helpers import bunsync_env, fetch_rows, wait_in_sync, webhook_body
 

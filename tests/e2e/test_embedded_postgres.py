@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.signature import sign
+from app.webhook.signature import sign
 from tests.e2e.conftest import ENV_BASE, SECRET, Serve
 
 pytestmark = pytest.mark.e2e
@@ -138,7 +138,7 @@ def test_unreachable_database_is_one_clear_line() -> None:
 
 
 def test_missing_postgresql_binaries_say_what_to_install(tmp_path: Path) -> None:
-    from app.embedded_pg import EmbeddedPostgresError, find_binary
+    from app.store.embedded_pg import EmbeddedPostgresError, find_binary
 
     with pytest.raises(EmbeddedPostgresError, match="install them"):
         find_binary("definitely-not-a-postgres-binary")

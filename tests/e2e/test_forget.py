@@ -10,8 +10,8 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from app.dump_scan import scan
-from app.personal_data import leaves
+from app.privacy.dump_scan import scan
+from app.privacy.personal_data import leaves
 from tests.e2e.conftest import SandboxProcess, Serve, free_port
 from tests.e2e.helpers import bunsync_env, fetch_rows, wait_in_sync
 

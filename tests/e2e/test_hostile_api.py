@@ -264,7 +264,7 @@ def test_a_refused_value_is_not_quoted_into_the_embedded_postgresql_log() -> Non
 
     import asyncpg
 
-    from app.embedded_pg import EmbeddedPostgres
+    from app.store.embedded_pg import EmbeddedPostgres
 
     top = Path(tempfile.mkdtemp(prefix="bunsync-e2e-", dir="/tmp"))
     top.chmod(0o711)  # as root, the server runs as an unprivileged user who must reach it

@@ -25,7 +25,7 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.signature import sign
+from app.webhook.signature import sign
 from tests.e2e.conftest import ENV_BASE, SECRET, Serve, TcpProxy
 from tests.e2e.helpers import fetch_rows, post_webhook, webhook_body
 

@@ -10,7 +10,7 @@ import asyncpg
 import httpx
 import pytest
 
-from app.signature import sign
+from app.webhook.signature import sign
 from tests.e2e.conftest import SECRET, Serve, TcpProxy
 from tests.e2e.helpers import post_webhook, webhook_body
 

@@ -1,6 +1,6 @@
 """The service's login role is a real boundary: no session of the service can lift the log's protection.
 
-The sessions here log in exactly as ``serve``'s do (``app.db_roles.service_dsn`` on a DSN whose role is
+The sessions here log in exactly as ``serve``'s do (``app.store.roles.service_dsn`` on a DSN whose role is
 a superuser and owns every table, as in the embedded cluster).
 """
 
@@ -15,8 +15,9 @@ import asyncpg
 import pytest
 from pytest_postgresql.executors import PostgreSQLExecutor
 
-from app import db, db_roles, migrations, service
-from app.db_roles import APP_ROLE, RoleError
+from app import service
+from app.store import db, migrations, roles
+from app.store.roles import APP_ROLE, RoleError
 from tests.pg_hba import password_required
 
 _names = itertools.count()
@@ -120,12 +121,12 @@ async def test_migrate_is_idempotent_and_puts_the_role_back(
     await admin.execute("ALTER ROLE bunsync_app CREATEROLE")
     try:
         with pytest.raises(RoleError, match="can create roles"):
-            await db_roles.service_dsn(database_url, None)
+            await roles.service_dsn(database_url, None)
         assert await migrations.migrate(admin) == []
         assert await admin.fetchval("SELECT NOT rolcreaterole FROM pg_roles WHERE rolname = $1", APP_ROLE)
     finally:
         await admin.execute("ALTER ROLE bunsync_app NOCREATEROLE")
-    assert "bunsync_app@" in await db_roles.service_dsn(database_url, None)
+    assert "bunsync_app@" in await roles.service_dsn(database_url, None)
 
 
 @pytest.fixture
@@ -142,15 +143,15 @@ async def login_role(admin: asyncpg.Connection) -> AsyncIterator[str]:
 async def test_an_unprivileged_dsn_is_used_as_is_and_an_owner_member_is_not(
     admin: asyncpg.Connection, database_url: str, login_role: str
 ) -> None:
-    own_dsn = db_roles.with_login(database_url, login_role, None)
+    own_dsn = roles.with_login(database_url, login_role, None)
     with pytest.raises(RoleError, match=f"GRANT bunsync_service TO {login_role}"):
-        await db_roles.service_dsn(own_dsn, None)
+        await roles.service_dsn(own_dsn, None)
     await admin.execute(f"GRANT bunsync_service TO {login_role}")
-    assert await db_roles.service_dsn(own_dsn, None) == own_dsn
+    assert await roles.service_dsn(own_dsn, None) == own_dsn
     # A role that can SET ROLE to the owner could lift the protection: the service logs in as bunsync_app.
     await admin.execute(f'GRANT "{await _owner(admin)}" TO {login_role}')
-    assert (await db_roles.inspect(own_dsn)).lifts_protection
-    assert (await db_roles.service_dsn(own_dsn, None)).startswith("postgresql://bunsync_app@")
+    assert (await roles.inspect(own_dsn)).lifts_protection
+    assert (await roles.service_dsn(own_dsn, None)).startswith("postgresql://bunsync_app@")
 
 
 async def test_the_password_from_settings_is_what_postgresql_checks_and_is_never_logged(
@@ -161,13 +162,13 @@ async def test_the_password_from_settings_is_what_postgresql_checks_and_is_never
     try:
         with password_required(postgresql_proc, dbname):
             with pytest.raises(RoleError, match="BUNSYNC_APP_PASSWORD"):
-                await db_roles.service_dsn(database_url, None)
+                await roles.service_dsn(database_url, None)
             await admin.execute("SET log_statement = 'all'")
             await migrations.migrate(admin, app_password=password)
             await admin.execute("RESET log_statement")
             with pytest.raises(RoleError, match="password authentication failed"):
-                await db_roles.service_dsn(database_url, "wrong")
-            pool = await db.create_pool(await db_roles.service_dsn(database_url, password), max_size=1)
+                await roles.service_dsn(database_url, "wrong")
+            pool = await db.create_pool(await roles.service_dsn(database_url, password), max_size=1)
             try:
                 assert await pool.fetchval("SELECT session_user") == APP_ROLE
             finally:
@@ -183,11 +184,11 @@ async def test_the_password_from_settings_is_what_postgresql_checks_and_is_never
 
 def test_the_dsn_keeps_host_and_options_and_drops_the_owners_credentials() -> None:
     dsn = "postgresql://owner:pw@db1:5432,db2:5433/bunsync?sslmode=require&password=pw2&user=owner"
-    assert db_roles.with_login(dsn, "bunsync_app", None) == (
+    assert roles.with_login(dsn, "bunsync_app", None) == (
         "postgresql://bunsync_app@db1:5432,db2:5433/bunsync?sslmode=require"
     )
     embedded = "postgresql://bunsync@/bunsync?host=%2Ftmp%2Fd%2Frun"
-    assert db_roles.with_login(embedded, "bunsync_app", "a b@") == (
+    assert roles.with_login(embedded, "bunsync_app", "a b@") == (
         "postgresql://bunsync_app:a%20b%40@/bunsync?host=%2Ftmp%2Fd%2Frun"
     )
 
@@ -200,17 +201,17 @@ async def test_the_scram_verifier_is_the_one_postgresql_computes(
     await admin.execute(f"ALTER ROLE {login_role} PASSWORD 'pencil'")  # the server hashes it itself
     stored = str(await admin.fetchval("SELECT rolpassword FROM pg_authid WHERE rolname = $1", login_role))
     salt = base64.b64decode(stored.split("$")[1].split(":")[1])
-    assert db_roles.scram_verifier("pencil", salt=salt) == stored
+    assert roles.scram_verifier("pencil", salt=salt) == stored
 
 
 async def test_serve_given_bunsync_app_itself_checks_the_schema_instead_of_migrating(
     database_url: str, empty_database_url: str
 ) -> None:
     # The deployment where serve never holds the owner's credentials: migrate runs apart, as the owner.
-    app_dsn = db_roles.with_login(database_url, APP_ROLE, None)
+    app_dsn = roles.with_login(database_url, APP_ROLE, None)
     assert await service.prepare(app_dsn, None, wait_s=5) == app_dsn
     with pytest.raises(migrations.MigrationError, match="migrate as the owner"):
-        await service.prepare(db_roles.with_login(empty_database_url, APP_ROLE, None), None, wait_s=5)
+        await service.prepare(roles.with_login(empty_database_url, APP_ROLE, None), None, wait_s=5)
 
 
 async def test_an_owner_that_is_not_a_superuser_migrates_and_serve_still_switches(
@@ -220,13 +221,13 @@ async def test_an_owner_that_is_not_a_superuser_migrates_and_serve_still_switche
     dbname = empty_database_url.rsplit("/", 1)[1]
     await admin.execute(f"ALTER ROLE {login_role} CREATEROLE")
     await admin.execute(f"ALTER DATABASE {dbname} OWNER TO {login_role}")
-    owner_dsn = db_roles.with_login(empty_database_url, login_role, None)
+    owner_dsn = roles.with_login(empty_database_url, login_role, None)
     try:
         applied = await service.migrate(owner_dsn, wait_s=5, app_password="app-pw")
         assert applied == [m.version for m in migrations.available()]
-        rights = await db_roles.inspect(owner_dsn)
+        rights = await roles.inspect(owner_dsn)
         assert not rights.superuser and rights.becomes_owner
-        app_dsn = await db_roles.service_dsn(owner_dsn, None)  # trust here; the password was set anyway
+        app_dsn = await roles.service_dsn(owner_dsn, None)  # trust here; the password was set anyway
         assert app_dsn.startswith("postgresql://bunsync_app@")
         async with db.admin_connection(app_dsn) as conn:
             with pytest.raises(asyncpg.InsufficientPrivilegeError):

@@ -8,16 +8,17 @@ import random
 import asyncpg
 import pytest
 
-from app import db, erasure, event_log, log_redaction
 from app.bunjang.client import BunjangClient
-from app.dump_scan import data_dump, scan
-from app.event_log import NewEvent
 from app.fetcher import Backoff, Fetcher
-from app.personal_data import found_in
+from app.privacy import erasure, redaction
+from app.privacy.dump_scan import data_dump, scan
+from app.privacy.personal_data import found_in
 from app.sandbox.server import RunningSandbox
 from app.sandbox.world import Buyer
 from app.scheduler import Jobs
 from app.settings import Settings
+from app.store import db, event_log
+from app.store.event_log import NewEvent
 from projections.rebuild import rebuild
 from tests.projections.factory import project_all, table
 
@@ -202,7 +203,7 @@ async def test_redact_log_moves_old_personal_data_out_of_the_log_once(
         )
     values = ["옛구매자", "010-1111-2222", "Q-9", "옛반품자"]
 
-    done = await log_redaction.redact_log(database_url)
+    done = await redaction.redact_log(database_url)
 
     assert (done.rows, done.orders_kept) == (1, 1)
     log_text = await admin.fetchval("SELECT string_agg(payload::text, '') FROM bunsync.event_log")
@@ -217,7 +218,7 @@ async def test_redact_log_moves_old_personal_data_out_of_the_log_once(
     assert await admin.fetchval(
         "SELECT payload FROM bunsync.event_log WHERE type = 'maintenance.log_redacted'"
     )
-    assert (await log_redaction.redact_log(database_url)).rows == 0  # once: nothing left to rewrite
+    assert (await redaction.redact_log(database_url)).rows == 0  # once: nothing left to rewrite
 
 
 async def test_the_daily_job_runs_on_one_replica_at_a_time(

@@ -8,8 +8,8 @@ import random
 import asyncpg
 import pytest
 
-from app import event_log
-from app.event_log import START, Checkpoint, NewEvent
+from app.store import event_log
+from app.store.event_log import START, Checkpoint, NewEvent
 
 
 def _event(key: str, order_id: int | None = None, payload: str = '{"n": 1}') -> NewEvent:

@@ -7,11 +7,12 @@ import random
 
 import asyncpg
 
-from app import event_log, fetcher
+from app import fetcher
 from app.bunjang.client import BunjangClient
-from app.event_log import NewEvent
 from app.fetcher import Backoff, Fetcher
 from app.sandbox.server import RunningSandbox
+from app.store import event_log
+from app.store.event_log import NewEvent
 
 
 def _fetcher(pool: asyncpg.Pool, client: BunjangClient, **kw: object) -> Fetcher:
@@ -193,7 +194,7 @@ async def test_a_webhook_during_the_fetch_keeps_the_job_due(
 async def test_workers_in_two_processes_fetch_each_order_once(
     service_url: str, admin: asyncpg.Connection, sandbox: RunningSandbox, client: BunjangClient
 ) -> None:
-    from app import db
+    from app.store import db
 
     orders = [c.order_id for c in sandbox.sandbox.create_orders(40)]
     pools = [await db.create_pool(service_url, max_size=6) for _ in range(2)]

@@ -13,9 +13,9 @@ import msgspec
 
 from app import fetcher, reconciler
 from app.bunjang.client import BunjangClient
-from app.event_log import NewEvent
 from app.fetcher import Backoff, Fetcher
 from app.sandbox.server import RunningSandbox
+from app.store.event_log import NewEvent
 from tests.projections.factory import eventually, project_all
 
 

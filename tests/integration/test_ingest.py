@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from app import webhooks
-from app.ingest import Ingestor, Outcome
+from app.webhook import payloads
+from app.webhook.ingest import Ingestor, Outcome
 
 T = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -28,7 +28,7 @@ async def test_a_refused_event_does_not_fail_the_others_of_its_batch(
     # jsonb refuses \u0000 inside a string although the body is valid JSON that decodes fine.
     poison = _body("BAD", status="SHIP\\u0000READY")
     bodies = [_body(f"OK{i}") for i in range(40)]
-    events = [webhooks.to_event(b, T, T) for b in [*bodies[:20], poison, *bodies[20:]]]
+    events = [payloads.to_event(b, T, T) for b in [*bodies[:20], poison, *bodies[20:]]]
     outcomes = await asyncio.gather(*(ingestor.submit(e) for e in events))
     await ingestor.drain()
     assert outcomes.count(Outcome.ACCEPTED) == 40
@@ -44,9 +44,9 @@ async def test_duplicates_and_conflicts_inside_one_batch(
     pool: asyncpg.Pool, admin: asyncpg.Connection
 ) -> None:
     ingestor = Ingestor(pool, max_writers=1)
-    first = webhooks.to_event(_body("E1"), T, T)
-    same = webhooks.to_event(_body("E1"), T, T)
-    other = webhooks.to_event(_body("E1", status="SHIP_READY"), T, T)
+    first = payloads.to_event(_body("E1"), T, T)
+    same = payloads.to_event(_body("E1"), T, T)
+    other = payloads.to_event(_body("E1", status="SHIP_READY"), T, T)
     outcomes = await asyncio.gather(*(ingestor.submit(e) for e in (first, same, other)))
     assert outcomes == [Outcome.ACCEPTED, Outcome.DUPLICATE, Outcome.CONFLICT]
     assert await admin.fetchval("SELECT count(*) FROM bunsync.event_log") == 1
@@ -68,9 +68,9 @@ async def test_bodies_that_decode_badly_are_stored_verbatim(
         _body("U3").replace(b'"U3"', b'"U\\u00003"'),  # NUL in the eventId
         _body("U4").replace(b'"PAYMENT_RECEIVED"', b'"PAID\\u0000"'),  # NUL that jsonb refuses
     ]
-    outcomes = await asyncio.gather(*(ingestor.submit(webhooks.to_event(b, T, T)) for b in bodies))
+    outcomes = await asyncio.gather(*(ingestor.submit(payloads.to_event(b, T, T)) for b in bodies))
     await ingestor.drain()
     assert outcomes == [Outcome.UNRECOGNIZED] * 4
     rows = await admin.fetch("SELECT type, raw FROM bunsync.event_log ORDER BY position")
     assert sorted(bytes(r["raw"]) for r in rows) == sorted(bodies)
-    assert {r["type"] for r in rows} == {webhooks.TYPE_UNRECOGNIZED}
+    assert {r["type"] for r in rows} == {payloads.TYPE_UNRECOGNIZED}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from app import db, migrations
+from app.store import db, migrations
 
 
 async def test_migrations_apply_to_an_empty_database(empty_database_url: str) -> None:

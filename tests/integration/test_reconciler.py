@@ -8,11 +8,12 @@ from datetime import datetime, timedelta
 import asyncpg
 import pytest
 
-from app import db, reconciler
+from app import reconciler
 from app.bunjang.client import BunjangClient
 from app.sandbox.server import RunningSandbox
 from app.scheduler import Jobs
 from app.settings import Settings
+from app.store import db
 
 OVERLAP, LOOKBACK = timedelta(minutes=10), timedelta(days=3)
 

@@ -8,9 +8,10 @@ import asyncpg
 import msgspec
 import pytest
 
-from app import db, db_roles, event_log, status
-from app.event_log import NewEvent
-from app.status import Verdict
+from app.ops import status
+from app.ops.status import Verdict
+from app.store import db, event_log, roles
+from app.store.event_log import NewEvent
 from projections import engine
 from tests.projections.factory import append, at, observed, observed_body, project_all
 
@@ -221,7 +222,7 @@ async def test_a_redriven_fetch_and_a_successful_reconcile_make_it_healthy_again
 async def test_the_service_role_can_read_everything_status_needs(pool: asyncpg.Pool) -> None:
     # Every other test reads through this pool too; a missing grant raises InsufficientPrivilegeError.
     async with pool.acquire() as conn:
-        assert await conn.fetchval("SELECT current_user") == db_roles.APP_ROLE
+        assert await conn.fetchval("SELECT current_user") == roles.APP_ROLE
     assert (await status.collect(pool)).events_total == 0
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import asyncpg
 
-from app import event_log
-from app.event_log import NewEvent
+from app.store import event_log
+from app.store.event_log import NewEvent
 from projections import REGISTRY, events
 from projections.engine import process_batch
 

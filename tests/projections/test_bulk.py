@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app import event_log
-from app.event_log import NewEvent
+from app.store import event_log
+from app.store.event_log import NewEvent
 from projections import bulk as bulk_module
 from projections import events
 from projections import rebuild as rebuild_module

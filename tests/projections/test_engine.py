@@ -10,9 +10,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app import db
-from app.db import Connection
-from app.event_log import RecordedEvent
+from app.store import db
+from app.store.db import Connection
+from app.store.event_log import RecordedEvent
 from projections import engine
 from projections.engine import PROJECTIONS, lag, retry_parked, run_projectors
 from projections.order_item_status import OrderItemStatus
@@ -141,7 +141,7 @@ async def test_polling_catches_an_event_whose_notification_was_lost(
         await admin.execute("SET session_replication_role = replica")
         async with admin.transaction():
             await admin.execute("LISTEN bunsync_events")
-            from app import event_log
+            from app.store import event_log
 
             await event_log.append(admin, [webhook(1, [(1, "SHIP_READY")], at(1))])
         await eventually(lambda: _has_status(admin, 1, "SHIP_READY"), deadline_s=5)

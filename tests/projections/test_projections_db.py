@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 from hypothesis import HealthCheck, given, settings
 
-from app import db
+from app.store import db
 from projections.rules import HistoryRow, ItemState
 from tests.projections.factory import append, at, listed, observed, project_all, webhook
 from tests.projections.scenarios import Scenario, scenarios
@@ -45,7 +45,7 @@ async def test_views_show_current_status_history_and_order_facts(
     assert (stay["entered_at"], stay["left_at"]) == (at(5), at(20))
     order = await admin.fetchrow("SELECT total_price, seller_shop_name, invoice_no FROM bunsync.orders")
     assert tuple(order) == (12000, "shop", "123")
-    # The log (and so no projection) holds no address: it is kept apart by the fetcher (app.erasure).
+    # The log (and so no projection) holds no address: it is kept apart by the fetcher (app.privacy.erasure).
     assert await admin.fetchval("SELECT personal_data_erased_at FROM bunsync.orders") is None
 
 

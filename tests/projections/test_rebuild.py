@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app.event_log import NewEvent
+from app.store.event_log import NewEvent
 from projections import bulk as bulk_module
 from projections import rebuild as rebuild_module
 from projections.rebuild import rebuild

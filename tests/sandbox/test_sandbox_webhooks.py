@@ -13,7 +13,7 @@ import pytest
 from app.sandbox.delivery import is_retryable, retry_delays
 from app.sandbox.faults import FaultSettings
 from app.sandbox.server import bind, url_of
-from app.signature import HEADER, parse_header, verify
+from app.webhook.signature import HEADER, parse_header, verify
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,9 +11,9 @@ import pytest
 from app.bunjang.client import measure_skew
 from app.bunjang.jsonsafe import UnstorableJson, escape_nul, storable_json
 from app.bunjang.types import listed_entry
-from app.event_log import RecordedEvent
+from app.ops.status import ClockReading, HostileInput, OverduePass, _hostile_reasons
 from app.reconciler import differences
-from app.status import ClockReading, HostileInput, OverduePass, _hostile_reasons
+from app.store.event_log import RecordedEvent
 from projections import events, order_facts
 from projections.rules import FUTURE_TOLERANCE, plausible_time
 

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from app.http_server import Limits, build_server
-from app.refusals import RefusalLog
+from app.http.refusals import RefusalLog
+from app.http.server import Limits, build_server
 
 LIMITS = Limits(
     listener="test",

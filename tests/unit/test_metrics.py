@@ -9,10 +9,9 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import metrics
 from app.logs import request_id
-from app.signature import Rejection
-from app.status import (
+from app.ops import metrics
+from app.ops.status import (
     FetchQueue,
     HostileInput,
     ParkedEvents,
@@ -20,6 +19,7 @@ from app.status import (
     ReconcilePass,
     StatusReport,
 )
+from app.webhook.signature import Rejection
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app import personal_data
-from app.personal_data import MARKER, Unsplittable, found_in, split
+from app.privacy import personal_data
+from app.privacy.personal_data import MARKER, Unsplittable, found_in, split
 
 ADDRESS = {
     "name": "김민준",

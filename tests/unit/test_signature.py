@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.signature import Rejection, SignatureError, compute_v0, parse_header, sign, verify
+from app.webhook.signature import Rejection, SignatureError, compute_v0, parse_header, sign, verify
 
 BODY = b'{"eventId":"e1","eventType":"order.status.changed","payloadVersion":"v1","data":{}}'
 NOW = 1_800_000_000

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from app.status import (
+from app.ops.status import (
     EXIT_DEGRADED,
     EXIT_HEALTHY,
     EXIT_UNREACHABLE,

@@ -12,8 +12,8 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
-from app import sqlfiles
-from app.db import Connection, guard
+from app.store import sqlfiles
+from app.store.db import Connection, guard
 
 _Q = sqlfiles.queries("event_log")
 

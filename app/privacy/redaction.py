@@ -5,7 +5,7 @@ one-time, explicit operation rewrites exactly those rows, under the one document
 append-only, all in ONE transaction:
 
 1. lock the log against writers (``EXCLUSIVE``: readers go on), so no row escapes the scan;
-2. scan the Get Order observations, split each with :func:`app.personal_data.split` (the fetcher's own
+2. scan the Get Order observations, split each with :func:`app.privacy.personal_data.split` (the fetcher's own
    code) and stage the redacted payloads in a temporary table, in COPY batches (flat memory);
 3. move each order's newest personal data into ``bunsync.personal_data`` (not for forgotten orders);
 4. lift the append-only trigger, run ONE ``UPDATE`` that replaces the staged rows' payload (and raw
@@ -26,8 +26,9 @@ import asyncpg
 import msgspec
 import structlog
 
-from app import db, event_log, personal_data, sqlfiles
-from app.event_log import NewEvent
+from app.privacy import personal_data
+from app.store import db, event_log, sqlfiles
+from app.store.event_log import NewEvent
 
 log = structlog.get_logger(__name__)
 

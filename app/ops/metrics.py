@@ -6,7 +6,7 @@ Two kinds:
   Bunjang client, reconciler). They count what *this* process did since it started; sum them over
   replicas. The hot path uses label children bound once at import (``WEBHOOK_ACCEPTED`` …).
 - **Database-wide** gauges (log head, projection checkpoints and lag, fetch queue, parked events, last
-  reconcile), read at scrape time by :func:`render` in ONE snapshot (:func:`app.status.collect`). When
+  reconcile), read at scrape time by :func:`render` in ONE snapshot (:func:`app.ops.status.collect`). When
   the database cannot be read, a scrape still answers: the process-local metrics, and
   ``bunsync_database_up 0`` instead of the database-wide gauges (stale figures would mislead an alert).
 
@@ -31,9 +31,9 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from app import status
-from app.db import StorageUnavailable
-from app.signature import Rejection
+from app.ops import status
+from app.store.db import StorageUnavailable
+from app.webhook.signature import Rejection
 
 __all__ = ["MEDIA_TYPE", "REGISTRY", "render"]
 
@@ -66,7 +66,7 @@ WEBHOOK_CONFLICT = WEBHOOKS.labels("conflict", "")
 WEBHOOK_UNRECOGNIZED = WEBHOOKS.labels("unrecognized", "")
 WEBHOOK_TOO_LARGE = WEBHOOKS.labels("too_large", "")
 WEBHOOK_UNAVAILABLE = WEBHOOKS.labels("unavailable", "")
-WEBHOOK_BUSY = WEBHOOKS.labels("busy", "")  # 503: too many large bodies in flight (app.webhook_endpoint)
+WEBHOOK_BUSY = WEBHOOKS.labels("busy", "")  # 503: too many large bodies in flight (app.webhook.endpoint)
 WEBHOOK_ERROR = WEBHOOKS.labels("error", "")
 WEBHOOK_METHOD_NOT_ALLOWED = WEBHOOKS.labels("rejected", "method-not-allowed")
 WEBHOOK_REJECTED = {r: WEBHOOKS.labels("rejected", r.value) for r in Rejection}

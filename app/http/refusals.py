@@ -15,7 +15,7 @@ from collections import Counter
 
 import structlog
 
-from app import metrics
+from app.ops import metrics
 
 log = structlog.get_logger(__name__)
 

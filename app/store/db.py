@@ -69,7 +69,7 @@ async def create_pool(
     """A pool of connections as ``dsn``'s login role; raises :class:`StorageUnavailable` if the first
     connections cannot be made.
 
-    The service passes the DSN of its least-privileged login role (``app.db_roles.service_dsn``), so no
+    The service passes the DSN of its least-privileged login role (``app.store.roles.service_dsn``), so no
     session needs a startup ``role`` and asyncpg's ``RESET ALL``/``RESET ROLE`` on release lands on a
     role that cannot lift the log's protection.
     ``keep_session``: skip the reset query on release, for users that leave no session state.
@@ -104,7 +104,7 @@ async def admin_connection(dsn: str, *, connect_timeout_s: float = 10) -> AsyncI
 async def service_connection(dsn: str, *, connect_timeout_s: float = 10) -> AsyncIterator[asyncpg.Connection]:
     """A single connection for the service's work outside any pool (e.g. for LISTEN, or to hold a
     session-level advisory lock for as long as the connection lives); ``dsn`` is the service's
-    (``app.db_roles.service_dsn``), so it logs in as the service's unprivileged role."""
+    (``app.store.roles.service_dsn``), so it logs in as the service's unprivileged role."""
     async with _single_connection(dsn, connect_timeout_s) as conn:
         yield conn
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
-from app import db_roles, sqlfiles
-from app.db import Connection
+from app.store import roles, sqlfiles
+from app.store.db import Connection
 
 log = structlog.get_logger(__name__)
 
@@ -136,5 +136,5 @@ async def _app_role(conn: asyncpg.Connection, app_password: str | None) -> None:
         await conn.execute(q["ensure_app_role"])
         if app_password is not None:
             # A verifier, never the password: safe in the statement log with its parameters.
-            await conn.execute(q["set_app_password"], db_roles.scram_verifier(app_password))
-            log.info("app_role_password_set", role=db_roles.APP_ROLE)
+            await conn.execute(q["set_app_password"], roles.scram_verifier(app_password))
+            log.info("app_role_password_set", role=roles.APP_ROLE)

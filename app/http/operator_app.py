@@ -20,9 +20,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import ControllerRouterHandler
 
-from app import metrics, migrations, status
-from app.db import StorageUnavailable
-from app.http import (
+from app.http.webhook_app import (
     Services,
     http_exception_handler,
     readiness,
@@ -30,6 +28,9 @@ from app.http import (
     unexpected,
     with_request_id,
 )
+from app.ops import metrics, status
+from app.store import migrations
+from app.store.db import StorageUnavailable
 
 OPERATOR_LISTENER = "operator"
 #: ``opt`` of a handler anyone who can reach the operator listener may call (no token).

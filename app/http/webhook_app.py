@@ -3,7 +3,7 @@
 The webhook listener faces the internet, so it serves only ``POST /webhooks/bunjang``,
 ``GET /health/live`` and ``GET /health/ready``; every other path is 404, and no answer reveals
 internals (no database error text, versions, paths or counts). ``/status`` and ``/metrics`` are on the
-operator listener (``app.admin_http``).
+operator listener (``app.http.operator_app``).
 
 Every error answer is ``application/problem+json`` (RFC 9457) with a stable ``type``:
 ``urn:bunsync:problem:<slug>``. The webhook route never answers 2xx unless the event is durable, and
@@ -24,13 +24,13 @@ from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
-from app import migrations
-from app.db import StorageUnavailable, guard
-from app.ingest import Ingestor
+from app.http.refusals import RefusalLog
 from app.logs import REQUEST_ID_HEADER, request_id
-from app.refusals import RefusalLog
 from app.settings import Settings
-from app.webhook_endpoint import MAX_WEBHOOK_BODY, PROBLEM_MEDIA_TYPE, WebhookEndpoint, problem_body
+from app.store import migrations
+from app.store.db import StorageUnavailable, guard
+from app.webhook.endpoint import MAX_WEBHOOK_BODY, PROBLEM_MEDIA_TYPE, WebhookEndpoint, problem_body
+from app.webhook.ingest import Ingestor
 
 log = structlog.get_logger(__name__)
 
@@ -156,7 +156,7 @@ def create_app(services: Services, ingestor: Ingestor) -> Litestar:
 
     @asgi("/webhooks/bunjang", is_static=False)
     async def receive_webhook(scope: Scope, receive: Receive, send: Send) -> None:
-        """Verify, store durably (and enqueue a fetch), then answer 204 (see app.webhook_endpoint)."""
+        """Verify, store durably (and enqueue a fetch), then answer 204 (see app.webhook.endpoint)."""
         await endpoint(scope, receive, send)
 
     @get("/health/live", sync_to_thread=False, middleware=[with_request_id])

@@ -17,9 +17,10 @@ from enum import StrEnum
 import asyncpg
 import structlog
 
-from app import event_log, webhooks
-from app.db import StorageUnavailable, is_unavailable
-from app.event_log import NewEvent
+from app.store import event_log
+from app.store.db import StorageUnavailable, is_unavailable
+from app.store.event_log import NewEvent
+from app.webhook import payloads
 
 log = structlog.get_logger(__name__)
 
@@ -119,11 +120,11 @@ class Ingestor:
     async def _write_raw_instead(self, pending: _Pending, error: Exception) -> Outcome | BaseException:
         """Last resort for one event PostgreSQL refused: keep its raw bytes as an unrecognised event."""
         key = pending.event.idempotency_key
-        if pending.event.source != webhooks.SOURCE or pending.event.payload_json is None:
+        if pending.event.source != payloads.SOURCE or pending.event.payload_json is None:
             log.error("ingest_event_refused", key=key, error=_describe(error), action=_REFUSED_ACTION)
             return error
         log.warning("ingest_payload_refused_keeping_raw", key=key, error=_describe(error))
-        pending.event = webhooks.without_payload(pending.event)
+        pending.event = payloads.without_payload(pending.event)
         try:
             return (await self._write([pending]))[0]
         except StorageUnavailable as exc:
@@ -167,7 +168,7 @@ class Ingestor:
         outcomes: list[Outcome] = []
         for i, p in enumerate(batch):
             if i not in same:
-                unknown = p.event.type == webhooks.TYPE_UNRECOGNIZED
+                unknown = p.event.type == payloads.TYPE_UNRECOGNIZED
                 outcomes.append(Outcome.UNRECOGNIZED if unknown else Outcome.ACCEPTED)
             else:
                 outcomes.append(Outcome.DUPLICATE if same[i] else Outcome.CONFLICT)

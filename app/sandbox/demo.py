@@ -28,9 +28,9 @@ import asyncpg
 import httpx
 import structlog
 
-from app import dump_scan, personal_data
-from app.embedded_pg import EmbeddedPostgres
+from app.privacy import dump_scan, personal_data
 from app.sandbox.config import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, DEFAULT_WEBHOOK_SECRET
+from app.store.embedded_pg import EmbeddedPostgres
 
 log = structlog.get_logger(__name__)
 

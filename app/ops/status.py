@@ -17,9 +17,9 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from app import db
-from app.db import Connection
-from app.sqlfiles import queries
+from app.store import db
+from app.store.db import Connection
+from app.store.sqlfiles import queries
 from projections import engine
 
 _Q = queries("status")
@@ -181,7 +181,7 @@ class StatusReport(msgspec.Struct, frozen=True):
 
 
 async def collect(pool: asyncpg.Pool) -> StatusReport:
-    """Read the health snapshot; raises :class:`app.db.StorageUnavailable` if the database is away."""
+    """Read the health snapshot; raises :class:`app.store.db.StorageUnavailable` if the database is away."""
     return await db.guard(_collect(pool))
 
 

@@ -1,6 +1,6 @@
 """Keeping and erasing buyer personal data (``bunsync.personal_data``), and the retention pass.
 
-- :func:`keep` stores the personal part of a Get Order answer (split off by :mod:`app.personal_data`)
+- :func:`keep` stores the personal part of a Get Order answer (split off by :mod:`app.privacy.personal_data`)
   in the fetcher's transaction, unless the order was forgotten.
 - :func:`forget` erases orders' personal data at once (``bunsync forget --order``), :func:`forget_expired`
   those whose items all reached a final status ``BUNSYNC_PII_RETENTION_DAYS`` ago (the daily job and
@@ -22,9 +22,10 @@ import asyncpg
 import msgspec
 import structlog
 
-from app import event_log, metrics, sqlfiles
-from app.db import Connection, guard
-from app.event_log import NewEvent
+from app.ops import metrics
+from app.store import event_log, sqlfiles
+from app.store.db import Connection, guard
+from app.store.event_log import NewEvent
 
 log = structlog.get_logger(__name__)
 

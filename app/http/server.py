@@ -21,7 +21,7 @@ pure Python, slower than httptools on the hot path), so bunsync keeps uvicorn + 
   has no request in progress (idle, or still sending its headers), else it is answered 503 and closed;
 - a **write deadline**: a client that stops reading its answers is cut once its buffer is full.
 
-Every refusal goes to :class:`app.refusals.RefusalLog` (counted, logged as a periodic summary). Parsing
+Every refusal goes to :class:`app.http.refusals.RefusalLog` (counted, logged as a periodic summary). Parsing
 is fed in slices so the header-byte count is exact to a slice, and nothing here keeps more than one
 slice beyond the caps, whatever arrives.
 """
@@ -41,8 +41,8 @@ import structlog
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from app.refusals import RefusalLog
-from app.webhook_endpoint import PROBLEM_MEDIA_TYPE, problem_body
+from app.http.refusals import RefusalLog
+from app.webhook.endpoint import PROBLEM_MEDIA_TYPE, problem_body
 
 log = structlog.get_logger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from app.event_log import NewEvent
+from app.store.event_log import NewEvent
 
 TYPE_STATUS_CHANGED_V1 = "webhook.order_status_changed.v1"
 TYPE_UNRECOGNIZED = "webhook.unrecognized"

@@ -1,4 +1,4 @@
-"""``POST /webhooks/bunjang`` as a plain ASGI handler (mounted in the Litestar app by ``app.http``).
+"""``POST /webhooks/bunjang`` as a plain ASGI handler (mounted by ``app.http.webhook_app``).
 
 It is the hot path of the service, so it skips the framework's per-request machinery (request and
 response objects, parameter resolution): measured, that is a third more webhooks per second. In order,
@@ -9,10 +9,10 @@ and the signature verified on the raw bytes (401); decode; store durably with it
 
 Refusals close the connection (``Connection: close``: a sender that is refused has nothing more to say
 on it) and are not logged one by one: they are counted (``bunsync_webhooks_total``) and summarised by
-:class:`app.refusals.RefusalLog`, since anyone can cause them at any rate.
+:class:`app.http.refusals.RefusalLog`, since anyone can cause them at any rate.
 
 Every answer carries an ``X-Request-Id`` (the caller's, if sane, else a new one) that the request's log
-lines carry as ``request_id``; every outcome is counted (``app.metrics``), and the time to answer the
+lines carry as ``request_id``; every outcome is counted (``app.ops.metrics``), and the time to answer the
 deliveries that reached storage goes into the ingest latency histogram.
 """
 
@@ -26,11 +26,12 @@ import structlog
 from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
-from app import metrics, signature, webhooks
-from app.db import StorageUnavailable
-from app.ingest import Ingestor, Outcome
+from app.http.refusals import RefusalLog
 from app.logs import REQUEST_ID_HEADER, request_id
-from app.refusals import RefusalLog
+from app.ops import metrics
+from app.store.db import StorageUnavailable
+from app.webhook import payloads, signature
+from app.webhook.ingest import Ingestor, Outcome
 
 log = structlog.get_logger(__name__)
 
@@ -132,7 +133,7 @@ class WebhookEndpoint:
         if admitted is None:
             return
         body, t, now = admitted
-        event = webhooks.to_event(
+        event = payloads.to_event(
             body, signed_at=datetime.fromtimestamp(t, UTC), received_at=datetime.fromtimestamp(now, UTC)
         )
         try:

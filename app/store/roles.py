@@ -26,8 +26,8 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import asyncpg
 import structlog
 
-from app import db, sqlfiles
-from app.db import Connection
+from app.store import db, sqlfiles
+from app.store.db import Connection
 
 log = structlog.get_logger(__name__)
 
@@ -89,7 +89,7 @@ async def service_dsn(dsn: str, app_password: str | None) -> str:
     """The DSN for the service's sessions: ``dsn`` if its role is unprivileged, else ``bunsync_app``'s.
 
     Raises :class:`RoleError` when neither is usable (login refused, or a role with too many or too few
-    rights), :class:`~app.db.StorageUnavailable` when the database cannot be reached.
+    rights), :class:`~app.store.db.StorageUnavailable` when the database cannot be reached.
     """
     rights = await inspect(dsn)
     why = rights.lifts_protection

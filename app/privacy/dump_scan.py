@@ -1,16 +1,17 @@
 """Prove an erasure: dump the whole database's data with ``pg_dump`` and look for personal values in it.
 
 Used by ``bunsync demo`` (its closing check) and the tests. A data-only dump holds every row of every
-table, including the log's ``bytea`` (as hex) and ``jsonb`` columns; :func:`app.personal_data.found_in`
-looks for each value as UTF-8 text, as hex, and as JSON ``\\u`` escapes.
+table, including the log's ``bytea`` (as hex) and ``jsonb`` columns;
+:func:`app.privacy.personal_data.found_in` looks for each value as UTF-8 text, as hex, and as JSON
+``\\u`` escapes.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from app.embedded_pg import find_binary
-from app.personal_data import found_in
+from app.privacy.personal_data import found_in
+from app.store.embedded_pg import find_binary
 
 DUMP_TIMEOUT_S = 120.0
 

@@ -8,7 +8,7 @@ unprivileged system user (``postgres`` if it exists, else ``nobody``; ``BUNSYNC_
 Authentication is ``trust``, and safe as such: there is no TCP listener, and the socket's folder ``run/``
 is ``0700``, so only bunsync's own user (and root) can reach it. Two roles log in through it: ``bunsync``,
 the superuser that owns the database and migrates, and ``bunsync_app`` (created by ``migrate``), as which
-every session of the running service logs in (``app.db_roles``), so none of them can lift the log's
+every session of the running service logs in (``app.store.roles``), so none of them can lift the log's
 protection.
 """
 

@@ -1,0 +1,2 @@
+"""What operators read: the health snapshot and its verdict (``status``) and Prometheus metrics
+(``metrics``)."""
