@@ -22,8 +22,6 @@ from app import fetcher, reconciler, service
 from app.ops import status
 from app.privacy import erasure, redaction
 from app.progress import progress_reporter
-from app.sandbox import cli as sandbox_cli
-from app.sandbox import demo
 from app.settings import Settings
 from app.store import db, roles
 from app.store.db import StorageUnavailable
@@ -265,6 +263,8 @@ def cmd_retry_parked(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from app.sandbox import demo  # the sandbox loads only for the commands that use it
+
     options = demo.DemoOptions(
         orders=args.orders, rounds=args.rounds, data_dir=Path(args.data_dir) if args.data_dir else None
     )
@@ -272,4 +272,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
-    return sandbox_cli.run(args)
+    """``bunsync sandbox [FLAG …]``: its flags are parsed here, by the sandbox's own parser."""
+    from app.sandbox import cli as sandbox_cli  # loaded only for this command
+
+    parser = argparse.ArgumentParser(prog="bunsync sandbox")
+    sandbox_cli.configure_parser(parser)
+    return sandbox_cli.run(parser.parse_args(args.sandbox_args))
