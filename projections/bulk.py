@@ -92,11 +92,6 @@ class _Only(Projection[list[Observation]]):
         await self.inner.write(conn, batch)
 
 
-def supports(projection: Projection[Any]) -> bool:
-    """Whether ``projection`` has a bulk phase."""
-    return isinstance(projection, OrderItemStatus)
-
-
 class _Unsure(Exception):
     """An event the bulk SQL left out as unreadable that Python reads after all."""
 

@@ -21,13 +21,14 @@ _Q = sqlfiles.queries("event_log")
 class Checkpoint(msgspec.Struct, frozen=True):
     """A reader's place in the log: the last event read, as (transaction id, position).
 
-    ``Checkpoint.START`` is before every event. Persist both numbers; position alone is not enough.
+    :data:`START` is before every event. Persist both numbers; position alone is not enough.
     """
 
     tx_id: int
     position: int
 
 
+#: The place before every event: where a new reader starts.
 START = Checkpoint(tx_id=0, position=0)
 
 
@@ -152,9 +153,3 @@ def recorded(r: asyncpg.Record) -> RecordedEvent:
         received_at=r["received_at"],
         recorded_at=r["recorded_at"],
     )
-
-
-async def head(conn: Connection) -> tuple[int, int]:
-    """(newest position, number of events) of the log."""
-    row = await guard(conn.fetchrow(_Q["head"]))
-    return (int(row["position"]), int(row["events"])) if row else (0, 0)
