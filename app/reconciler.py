@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -32,8 +33,8 @@ from app.bunjang.jsonsafe import storable_json
 from app.bunjang.types import ListedOrder
 from app.bunjang.windows import Window, split_windows
 from app.ops import metrics
-from app.store import event_log, sqlfiles
-from app.store.db import Connection, StorageUnavailable, guard
+from app.store import db, event_log, sqlfiles
+from app.store.db import StorageUnavailable, guard
 from app.store.event_log import NewEvent
 from projections.rules import plausible_time
 
@@ -251,16 +252,7 @@ async def _finish(
         log.warning("reconcile_pass_not_recorded", pass_id=pass_id, error=str(exc))
 
 
-async def try_lock(conn: Connection) -> bool:
-    """Take the reconcile lock on ``conn`` if no one holds it."""
-    return bool(await guard(conn.fetchval(_Q["try_lock"])))
-
-
-async def lock(conn: Connection) -> None:
-    """Wait for the reconcile lock on ``conn``."""
-    await guard(conn.execute(_Q["lock"]))
-
-
-async def unlock(conn: Connection) -> None:
-    """Release the reconcile lock held on ``conn``."""
-    await guard(conn.execute(_Q["unlock"]))
+def exclusive(dsn: str, *, on_busy: Callable[[], None] | None = None) -> AbstractAsyncContextManager[bool]:
+    """The reconcile lock for the block (one pass at a time across replicas): yields whether it is held;
+    with ``on_busy``, waits for it instead (see :func:`app.store.db.session_lock`)."""
+    return db.session_lock(dsn, _Q, on_busy=on_busy)

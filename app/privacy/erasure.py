@@ -14,6 +14,7 @@ Nothing here logs or returns a personal value: only order ids, JSON Pointers and
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -23,7 +24,7 @@ import msgspec
 import structlog
 
 from app.ops import metrics
-from app.store import event_log, sqlfiles
+from app.store import db, event_log, sqlfiles
 from app.store.db import Connection, guard
 from app.store.event_log import NewEvent
 
@@ -148,11 +149,7 @@ async def forget_expired(
     return done
 
 
-async def try_lock(conn: Connection) -> bool:
-    """Take the retention job's session lock on ``conn`` if no other replica holds it."""
-    return bool(await guard(conn.fetchval(_Q["try_lock"])))
-
-
-async def unlock(conn: Connection) -> None:
-    """Release the retention job's lock held on ``conn``."""
-    await guard(conn.execute(_Q["unlock"]))
+def exclusive(dsn: str) -> AbstractAsyncContextManager[bool]:
+    """The retention job's lock for the block (one replica runs the daily pass): yields whether it is
+    held (see :func:`app.store.db.session_lock`)."""
+    return db.session_lock(dsn, _Q)
