@@ -34,7 +34,7 @@ from app.bunjang.types import ListedOrder
 from app.bunjang.windows import Window, split_windows
 from app.ops import metrics
 from app.store import db, event_log, sqlfiles
-from app.store.db import StorageUnavailable, guard
+from app.store.db import StorageUnavailable
 from app.store.event_log import NewEvent
 from projections.rules import plausible_time
 
@@ -144,6 +144,7 @@ class PassResult:
 Progress = Callable[[int, int, int], None]  # (windows done, windows total, orders seen)
 
 
+@db.operation
 async def run_pass(
     pool: asyncpg.Pool,
     client: BunjangClient,
@@ -159,9 +160,9 @@ async def run_pass(
     """One reconcile pass (the caller holds the reconcile lock). Raises if it fails; the failure is
     recorded in ``reconcile_passes`` and the watermark stays where it was. A pass still running after
     ``deadline_s`` is cut and fails (``TimeoutError``)."""
-    watermark = await guard(pool.fetchval(_Q["watermark"]))
+    watermark = await pool.fetchval(_Q["watermark"])
     plan = plan_range(watermark, now, overlap=overlap, lookback=lookback, since=since, until=until)
-    pass_id = await guard(pool.fetchval(_Q["pass_started"], plan.start, plan.end, float(deadline_s)))
+    pass_id = await pool.fetchval(_Q["pass_started"], plan.start, plan.end, float(deadline_s))
     log.info("reconcile_started", range_start=plan.start.isoformat(), range_end=plan.end.isoformat())
     counts = [0, 0]  # orders seen, differences
     try:
@@ -171,7 +172,7 @@ async def run_pass(
         except TimeoutError:
             raise TimeoutError(f"the pass ran past its deadline of {deadline_s:g} s and was cut") from None
         if plan.advances_watermark:
-            await guard(pool.execute(_Q["set_watermark"], plan.end))
+            await pool.execute(_Q["set_watermark"], plan.end)
     except BaseException as exc:
         seen, found = counts
         error = f"{type(exc).__name__}: {exc}"[:2000]
@@ -224,12 +225,13 @@ def _count(*, ok: bool, seen: int, found: int) -> None:
     metrics.RECONCILE_DIFFERENCES.inc(found)
 
 
+@db.operation
 async def _record(pool: asyncpg.Pool, batch: list[ListedOrder], now: datetime) -> int:
     """Append the observations of ``batch`` that differ from the view (and enqueue their fetches)."""
     if not batch:
         return 0
     item_ids = [item.id for order in batch for item in order.order_items]
-    rows = await guard(pool.fetch(_Q["current_items"], item_ids))
+    rows = await pool.fetch(_Q["current_items"], item_ids)
     shown = {r["order_item_id"]: (r["status"], r["status_updated_at"]) for r in rows}
     changed = differences(batch, shown, now)
     if changed:
@@ -247,9 +249,16 @@ async def _finish(
     pool: asyncpg.Pool, pass_id: int, seen: int, found: int, *, ok: bool, error: str | None
 ) -> None:
     try:
-        await guard(pool.execute(_Q["pass_finished"], pass_id, seen, found, ok, error))
+        await _pass_finished(pool, pass_id, seen, found, ok, error)
     except StorageUnavailable as exc:
         log.warning("reconcile_pass_not_recorded", pass_id=pass_id, error=str(exc))
+
+
+@db.operation
+async def _pass_finished(
+    pool: asyncpg.Pool, pass_id: int, seen: int, found: int, ok: bool, error: str | None
+) -> None:
+    await pool.execute(_Q["pass_finished"], pass_id, seen, found, ok, error)
 
 
 def exclusive(dsn: str, *, on_busy: Callable[[], None] | None = None) -> AbstractAsyncContextManager[bool]:

@@ -82,14 +82,15 @@ class _Count:
         self._report(self.done, max(self.total, self.done), self.name)
 
 
+@db.operation
 async def _rebuild_one(dsn: str, projection: Projection[Any], progress: Progress, batch_size: int) -> None:
     name = projection.name
     async with db.admin_connection(dsn) as conn:
         # Session lock: released when this connection closes, however the rebuild ends.
-        if not await db.guard(conn.fetchval(_P["try_rebuild_lock"], name)):
+        if not await conn.fetchval(_P["try_rebuild_lock"], name):
             raise RebuildError(f"another rebuild of {name} is running; wait for it to finish")
-        schema = str(await db.guard(conn.fetchval(_Q["begin"], name, list(projection.tables))))
-        total = int(await db.guard(conn.fetchval(_P["log_events"])))
+        schema = str(await conn.fetchval(_Q["begin"], name, list(projection.tables)))
+        total = int(await conn.fetchval(_P["log_events"]))
         log.info("rebuild_started", projection=name, events=total)
         count = _Count(name, total, progress)
         count.advance(await bulk.run(dsn, conn, projection, schema))
@@ -106,6 +107,7 @@ async def _rebuild_one(dsn: str, projection: Projection[Any], progress: Progress
         )
 
 
+@db.operation
 async def _swap(
     conn: asyncpg.Connection, projection: Projection[Any], schema: str, batch_size: int, count: _Count
 ) -> None:
@@ -114,18 +116,18 @@ async def _swap(
     for attempt in range(1, SWAP_ATTEMPTS + 1):
         try:
             async with conn.transaction():
-                await db.guard(conn.execute(_Q["lock_timeout"], SWAP_LOCK_TIMEOUT))
+                await conn.execute(_Q["lock_timeout"], SWAP_LOCK_TIMEOUT)
                 # The live writer's lock: waits for the live batch in flight, then holds the live
                 # projector off until the swap commits (it then resumes from the rebuilt checkpoint).
-                await db.guard(conn.execute(_P["lock_writer"], LIVE_SCHEMA, projection.name))
+                await conn.execute(_P["lock_writer"], LIVE_SCHEMA, projection.name)
                 caught_up = 0
                 while n := await process_batch(conn, projection, schema=schema, batch_size=batch_size):
                     caught_up += n
                 await _lock_for_swap(conn, tables)
-                await db.guard(conn.execute(_Q["swap"], projection.name, tables))
+                await conn.execute(_Q["swap"], projection.name, tables)
                 for view in sqlfiles.files("views"):
-                    await db.guard(conn.execute(view.text))
-                await db.guard(conn.execute(_Q["finish"], projection.name))
+                    await conn.execute(view.text)
+                await conn.execute(_Q["finish"], projection.name)
             count.advance(caught_up)
             return
         except (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError) as exc:
@@ -136,13 +138,14 @@ async def _swap(
     )
 
 
+@db.operation
 async def _lock_for_swap(conn: asyncpg.Connection, tables: list[str]) -> None:
     """Take the swap's locks all at once, retrying while readers hold them (never waiting inside)."""
     deadline = time.monotonic() + SWAP_LOCK_WAIT_S
     while True:
         try:
             async with conn.transaction():  # a savepoint: a failed attempt leaves nothing held
-                await db.guard(conn.execute(_Q["swap_lock"], tables))
+                await conn.execute(_Q["swap_lock"], tables)
             return
         except asyncpg.LockNotAvailableError:
             if time.monotonic() > deadline:

@@ -25,7 +25,7 @@ import structlog
 
 from app.ops import metrics
 from app.store import db, event_log, sqlfiles
-from app.store.db import Connection, guard
+from app.store.db import Connection
 from app.store.event_log import NewEvent
 
 log = structlog.get_logger(__name__)
@@ -70,11 +70,13 @@ class _ErasedPayload(msgspec.Struct, frozen=True, rename="camel"):
     erased: list[str]
 
 
+@db.operation
 async def keep(conn: Connection, order_id: int, position: int, personal_json: str) -> bool:
     """Keep an order's personal data (in the caller's transaction); False if it was forgotten."""
-    return bool(await guard(conn.fetchval(_Q["keep"], order_id, position, personal_json)))
+    return bool(await conn.fetchval(_Q["keep"], order_id, position, personal_json))
 
 
+@db.operation
 async def forget(pool: asyncpg.Pool, order_ids: list[int], reason: Reason) -> list[Outcome]:
     """Erase the personal data of ``order_ids`` now (idempotent); one :class:`Outcome` per order."""
     ids = sorted(set(order_ids))
@@ -89,21 +91,22 @@ async def forget(pool: asyncpg.Pool, order_ids: list[int], reason: Reason) -> li
         if any(o.erased for o in outcomes):
             # After the commit (VACUUM cannot run in a transaction), as the table's owner (the service
             # role, migration 0007): rewrite the table so the deleted rows are gone from its pages.
-            await guard(conn.execute(_Q["vacuum"]))
+            await conn.execute(_Q["vacuum"])
     _count(outcomes, reason)
     return outcomes
 
 
+@db.operation
 async def _erase(conn: Connection, ids: list[int], reason: Reason) -> list[Outcome]:
     """Erase each order of ``ids`` (sorted) in the caller's transaction."""
-    known = {r["order_id"] for r in await guard(conn.fetch(_Q["known_orders"], ids))}
-    tombs = {r["order_id"]: r for r in await guard(conn.fetch(_Q["erased_before"], ids))}
+    known = {r["order_id"] for r in await conn.fetch(_Q["known_orders"], ids)}
+    tombs = {r["order_id"]: r for r in await conn.fetch(_Q["erased_before"], ids)}
     outcomes: list[Outcome] = []
     for order_id in ids:
         if order_id not in known and order_id not in tombs:
             outcomes.append(Outcome(order_id, "unknown"))
             continue
-        erased = await guard(conn.fetchval(_Q["erase"], order_id, reason))
+        erased = await conn.fetchval(_Q["erase"], order_id, reason)
         if erased is not None:
             outcomes.append(Outcome(order_id, "erased", list(erased), reason=reason))
             continue
@@ -134,6 +137,7 @@ def _count(outcomes: list[Outcome], reason: str) -> None:
             log.info("personal_data_erasure_skipped", order_id=o.order_id, state=o.state)
 
 
+@db.operation
 async def forget_expired(
     pool: asyncpg.Pool, retention_days: int, *, batch: int = RETENTION_BATCH
 ) -> list[Outcome]:
@@ -141,7 +145,7 @@ async def forget_expired(
     more than ``retention_days`` days ago; batch by batch, so a large backlog holds no long lock."""
     done: list[Outcome] = []
     while True:
-        rows = await guard(pool.fetch(_Q["expired"], retention_days, batch))
+        rows = await pool.fetch(_Q["expired"], retention_days, batch)
         if not rows:
             break
         done += await forget(pool, [r["order_id"] for r in rows], "retention")

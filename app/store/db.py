@@ -49,7 +49,10 @@ class StorageUnavailable(Exception):
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` means the database is unreachable (rather than a data or programming error)."""
+    """Whether ``exc`` means the database is unreachable (rather than a data or programming error),
+    translated (:class:`StorageUnavailable`) or not yet."""
+    if isinstance(exc, StorageUnavailable):
+        return True
     # asyncpg's client-side DataError (a value it cannot encode) subclasses InterfaceError: bad data.
     return isinstance(exc, _UNAVAILABLE) and not isinstance(exc, asyncpg.exceptions.DataError)
 
