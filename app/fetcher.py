@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -27,6 +26,7 @@ import asyncpg
 import structlog
 from asyncpg.exceptions import _base as asyncpg_base
 
+from app import events
 from app.aio import wait_any
 from app.bunjang import errors
 from app.bunjang.client import BunjangClient
@@ -40,9 +40,6 @@ from app.store.event_log import NewEvent
 log = structlog.get_logger(__name__)
 
 _Q = sqlfiles.queries("fetcher")
-
-TYPE_ORDER_OBSERVED = "order.observed"
-SOURCE = "get_order"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +75,10 @@ def observed_event(order_id: int, facts_json: str) -> NewEvent:
     Every fetch is a new observation (never de-duplicated by content): a repeated answer is what
     replaces a stale provisional webhook status."""
     return NewEvent(
-        stream=f"order-{order_id}",
-        type=TYPE_ORDER_OBSERVED,
-        source=SOURCE,
-        idempotency_key=f"get_order:{order_id}:{uuid.uuid4()}",
+        stream=events.order_stream(order_id),
+        type=events.ORDER_OBSERVED,
+        source=events.SOURCE_GET_ORDER,
+        idempotency_key=events.observed_key(order_id),
         payload_json=facts_json,
     )
 

@@ -17,7 +17,6 @@ when plausible (:func:`projections.rules.plausible_time`), as the projection jud
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import asyncpg
 import msgspec
 import structlog
 
-from app import fetcher
+from app import events, fetcher
 from app.bunjang.client import BunjangClient
 from app.bunjang.jsonsafe import storable_json
 from app.bunjang.types import ListedOrder
@@ -42,8 +41,6 @@ log = structlog.get_logger(__name__)
 
 _Q = sqlfiles.queries("reconciler")
 
-TYPE_ORDER_LISTED = "order.listed"
-SOURCE = "list_orders"
 _BATCH = 100
 DEFAULT_PASS_DEADLINE_S = 3600.0
 
@@ -116,16 +113,15 @@ def _plausible(value: datetime | None, now: datetime) -> datetime | None:
 def listed_event(order: ListedOrder) -> NewEvent:
     """The log event for one List Orders observation; the same observation always has the same key."""
     payload = msgspec.json.encode(order)
-    digest = hashlib.sha256(payload).hexdigest()
     text, repaired = storable_json(payload)  # a NUL in a status would make jsonb refuse the pass's batch
     if repaired:
         metrics.API_ANOMALIES.labels("escaped_characters").inc(repaired)
         log.warning("listed_order_repaired", order_id=order.id, escaped_nul=repaired)
     return NewEvent(
-        stream=f"order-{order.id}",
-        type=TYPE_ORDER_LISTED,
-        source=SOURCE,
-        idempotency_key=f"list_orders:{order.id}:{digest}",
+        stream=events.order_stream(order.id),
+        type=events.ORDER_LISTED,
+        source=events.SOURCE_LIST_ORDERS,
+        idempotency_key=events.listed_key(order.id, payload),
         payload_json=text,
     )
 

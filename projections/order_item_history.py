@@ -7,6 +7,7 @@ Each batch loads the history of the items it touches, folds its observations thr
 
 from __future__ import annotations
 
+from app import events as catalogue
 from app.store.db import Connection
 from app.store.event_log import RecordedEvent
 from app.store.sqlfiles import queries
@@ -21,7 +22,7 @@ class OrderItemHistory(Projection[list[Observation]]):
     """One row per observed change of an item's status."""
 
     name = "order_item_history"
-    handles = frozenset({events.WEBHOOK_STATUS_CHANGED, events.ORDER_OBSERVED, events.ORDER_LISTED})
+    handles = frozenset({catalogue.WEBHOOK_STATUS_CHANGED, catalogue.ORDER_OBSERVED, catalogue.ORDER_LISTED})
     tables = ("order_item_history",)
 
     def decode(self, event: RecordedEvent) -> list[Observation]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import msgspec
 
+from app import events as catalogue
 from app.store.db import Connection
 from app.store.event_log import RecordedEvent
 from app.store.sqlfiles import queries
@@ -29,7 +30,7 @@ class OrderItemStatus(Projection[list[Observation]]):
     """Current status per item, by the rule in :mod:`projections.rules`."""
 
     name = "order_item_status"
-    handles = frozenset({events.WEBHOOK_STATUS_CHANGED, events.ORDER_OBSERVED, events.ORDER_LISTED})
+    handles = frozenset({catalogue.WEBHOOK_STATUS_CHANGED, catalogue.ORDER_OBSERVED, catalogue.ORDER_LISTED})
     #: item_anomalies: the fields judged implausible or unreadable (see projections/events.py), kept
     #: with the projection so that a rebuild reproduces them.
     tables = ("order_item_status", "item_anomalies")

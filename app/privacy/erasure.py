@@ -23,6 +23,7 @@ import asyncpg
 import msgspec
 import structlog
 
+from app import events
 from app.ops import metrics
 from app.store import db, event_log, sqlfiles
 from app.store.db import Connection
@@ -32,8 +33,6 @@ log = structlog.get_logger(__name__)
 
 _Q = sqlfiles.queries("erasure")
 
-TYPE_ERASED = "order.personal_data_erased"
-SOURCE = "bunsync"
 Reason = Literal["retention", "request"]
 #: Orders erased per transaction by the retention pass.
 RETENTION_BATCH = 200
@@ -119,11 +118,11 @@ async def _erase(conn: Connection, ids: list[int], reason: Reason) -> list[Outco
 def _erased_event(order_id: int, reason: str, erased: list[str]) -> NewEvent:
     payload = _ErasedPayload(order_id=order_id, reason=reason, erased=erased)
     return NewEvent(
-        stream=f"order-{order_id}",
-        type=TYPE_ERASED,
-        source=SOURCE,
+        stream=events.order_stream(order_id),
+        type=events.PERSONAL_DATA_ERASED,
+        source=events.SOURCE_BUNSYNC,
         # One erasure per order ever: the tombstone makes later ones no-ops, and the key makes sure.
-        idempotency_key=f"erasure:{order_id}",
+        idempotency_key=events.erased_key(order_id),
         payload_json=msgspec.json.encode(payload).decode("utf-8"),
     )
 

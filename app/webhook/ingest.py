@@ -17,6 +17,7 @@ from enum import StrEnum
 import asyncpg
 import structlog
 
+from app import events
 from app.store import db, event_log
 from app.store.db import StorageUnavailable
 from app.store.event_log import NewEvent
@@ -120,7 +121,7 @@ class Ingestor:
     async def _write_raw_instead(self, pending: _Pending, error: Exception) -> Outcome | BaseException:
         """Last resort for one event PostgreSQL refused: keep its raw bytes as an unrecognised event."""
         key = pending.event.idempotency_key
-        if pending.event.source != payloads.SOURCE or pending.event.payload_json is None:
+        if pending.event.source != events.SOURCE_WEBHOOK or pending.event.payload_json is None:
             log.error("ingest_event_refused", key=key, error=_describe(error), action=_REFUSED_ACTION)
             return error
         log.warning("ingest_payload_refused_keeping_raw", key=key, error=_describe(error))
@@ -161,7 +162,7 @@ class Ingestor:
         outcomes: list[Outcome] = []
         for i, p in enumerate(batch):
             if i not in same:
-                unknown = p.event.type == payloads.TYPE_UNRECOGNIZED
+                unknown = p.event.type == events.WEBHOOK_UNRECOGNIZED
                 outcomes.append(Outcome.UNRECOGNIZED if unknown else Outcome.ACCEPTED)
             else:
                 outcomes.append(Outcome.DUPLICATE if same[i] else Outcome.CONFLICT)
