@@ -7,7 +7,6 @@ Each batch loads the history of the items it touches, folds its observations thr
 
 from __future__ import annotations
 
-from app import events as catalogue
 from app.store.db import Connection
 from app.store.event_log import RecordedEvent
 from app.store.sqlfiles import queries
@@ -22,14 +21,14 @@ class OrderItemHistory(Projection[list[Observation]]):
     """One row per observed change of an item's status."""
 
     name = "order_item_history"
-    handles = frozenset({catalogue.WEBHOOK_STATUS_CHANGED, catalogue.ORDER_OBSERVED, catalogue.ORDER_LISTED})
+    handles = events.ITEM_EVENTS
     tables = ("order_item_history",)
 
     def decode(self, event: RecordedEvent) -> list[Observation]:
         return events.observations(event)
 
     async def write(self, conn: Connection, batch: list[tuple[RecordedEvent, list[Observation]]]) -> None:
-        observed = [o for _, obs in batch for o in obs]
+        observed = events.items_observed(batch)
         if not observed:
             return
         ids = sorted({o.order_item_id for o in observed})
