@@ -20,7 +20,6 @@ import structlog
 from app import commands, logs
 from app.commands import EXIT_CONFIG, CommandError
 from app.ops import status
-from app.sandbox import cli as sandbox_cli
 from app.settings import ConfigError, Settings
 from app.store.db import StorageUnavailable
 from app.store.embedded_pg import EmbeddedPostgresError
@@ -142,8 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a local stand-in for the Bunjang Open API",
         description="Run a local, deterministic stand-in for Bunjang: Get Order, "
         "List Orders, signed webhooks with Bunjang's retry policy, and fault knobs.",
+        # Its flags are parsed by app.sandbox.cli, imported only when this command runs: `bunsync serve`
+        # never loads the sandbox. `bunsync sandbox --help` lists them.
+        add_help=False,
     )
-    sandbox_cli.configure_parser(sandbox)
     sandbox.set_defaults(handler=commands.cmd_sandbox)
     redrive = sub.add_parser(
         "redrive",
@@ -239,9 +240,20 @@ def _fail(message: str, code: int) -> NoReturn:
     raise SystemExit(code)
 
 
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The parsed command line; the flags of ``bunsync sandbox`` are left, in order, in ``sandbox_args``."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "sandbox":
+        args.sandbox_args = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bunsync`` console script."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         settings = Settings.from_env(_environment(args))
     except ConfigError as exc:

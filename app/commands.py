@@ -11,19 +11,18 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
+import asyncpg
 import uvloop
 
 from app import fetcher, reconciler, service
 from app.ops import status
 from app.privacy import erasure, redaction
 from app.progress import progress_reporter
-from app.sandbox import cli as sandbox_cli
-from app.sandbox import demo
 from app.settings import Settings
 from app.store import db, roles
 from app.store.db import StorageUnavailable
@@ -85,37 +84,33 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     async def run(stop: asyncio.Event) -> int:
-        return len(await service.migrate(dsn, wait_s=args.wait, app_password=settings.app_password))
+        applied = await service.migrate(dsn, wait_s=args.wait, app_password=settings.app_password)
+        version = latest_version()
+        print(f"bunsync: database schema is at version {version} ({len(applied)} migrations applied now)")
+        if args.redact_log:
+            await _redact_log(dsn)
+        return 0
 
     with database(settings) as dsn:
-        applied = _run_async(run)
-        print(f"bunsync: database schema is at version {latest_version()} ({applied} migrations applied now)")
-        if args.redact_log:
-            return _run_async(lambda stop: _redact_log(dsn))
-    return 0
+        return _run_async(run)
 
 
-async def _redact_log(dsn: str) -> int:
+async def _redact_log(dsn: str) -> None:
     done = await redaction.redact_log(dsn)
     print(
         f"bunsync: redacted the personal data of {done.rows} log row(s) (append-only lifted for that one "
         f"UPDATE, in one transaction); kept the newest personal data of {done.orders_kept} order(s) in "
         "bunsync.personal_data; the log was vacuumed"
     )
-    return 0
 
 
 def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
     async def forget(stop: asyncio.Event) -> int:
-        service_dsn = await _service_dsn(dsn, settings, 30.0)
-        pool = await db.create_pool(service_dsn, min_size=1, max_size=1)
-        try:
+        async with _pool(await _service_dsn(dsn, settings, 30.0)) as pool:
             if args.expired:
                 outcomes = await erasure.forget_expired(pool, settings.pii_retention_days)
             else:
                 outcomes = await erasure.forget(pool, args.order, "request")
-        finally:
-            await pool.close()
         for outcome in outcomes:
             print(f"bunsync: {outcome.describe()}")
         if args.expired:
@@ -131,18 +126,24 @@ def cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_redrive(args: argparse.Namespace, settings: Settings) -> int:
     async def redrive(stop: asyncio.Event) -> int:
-        service_dsn = await _service_dsn(dsn, settings, args.wait)
-        pool = await db.create_pool(service_dsn, min_size=1, max_size=1)
-        try:
+        async with _pool(await _service_dsn(dsn, settings, args.wait)) as pool:
             requeued = await fetcher.redrive(pool, args.order or None)
-        finally:
-            await pool.close()
         which = ", ".join(map(str, requeued)) if requeued else "none"
         print(f"bunsync: re-queued {len(requeued)} dead fetch(es): {which}")
         return 0
 
     with database(settings) as dsn:
         return _run_async(redrive)
+
+
+@contextlib.asynccontextmanager
+async def _pool(service_dsn: str, max_size: int = 1) -> AsyncIterator[asyncpg.Pool]:
+    """A pool as the service's own login, closed after the block."""
+    pool = await db.create_pool(service_dsn, min_size=1, max_size=max_size)
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 async def _service_dsn(dsn: str, settings: Settings, wait_s: float) -> str:
@@ -155,34 +156,22 @@ async def _service_dsn(dsn: str, settings: Settings, wait_s: float) -> str:
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     async def reconcile(stop: asyncio.Event) -> int:
         service_dsn = await _service_dsn(dsn, settings, 30.0)
-        pool = await db.create_pool(service_dsn, min_size=1, max_size=4)
-        try:
-            async with (
-                service.bunjang_client(settings) as client,
-                db.service_connection(service_dsn) as lock_conn,
-            ):
-                if not await reconciler.try_lock(lock_conn):
-                    print(
-                        "bunsync: another reconcile pass is running; waiting for it to finish",
-                        file=sys.stderr,
-                    )
-                    await reconciler.lock(lock_conn)
-                try:
-                    with progress_reporter("reconcile", "windows") as progress:
-                        result = await reconciler.run_pass(
-                            pool,
-                            client,
-                            now=datetime.now(UTC),
-                            overlap=timedelta(seconds=settings.reconcile_overlap_s),
-                            lookback=timedelta(seconds=settings.reconcile_lookback_s),
-                            since=args.since,
-                            until=args.until,
-                            progress=lambda done, total, seen: progress(done, total, f"{seen} orders"),
-                        )
-                finally:
-                    await reconciler.unlock(lock_conn)
-        finally:
-            await pool.close()
+        async with (
+            _pool(service_dsn, max_size=4) as pool,
+            service.bunjang_client(settings) as client,
+            reconciler.exclusive(service_dsn, on_busy=_say_waiting),
+        ):
+            with progress_reporter("reconcile", "windows") as progress:
+                result = await reconciler.run_pass(
+                    pool,
+                    client,
+                    now=datetime.now(UTC),
+                    overlap=timedelta(seconds=settings.reconcile_overlap_s),
+                    lookback=timedelta(seconds=settings.reconcile_lookback_s),
+                    since=args.since,
+                    until=args.until,
+                    progress=lambda done, total, seen: progress(done, total, f"{seen} orders"),
+                )
         moved = "moved" if result.watermark_moved else "not moved (the range leaves a gap before it)"
         print(
             f"bunsync: reconciled {result.start.isoformat()} .. {result.end.isoformat()}: "
@@ -197,15 +186,16 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         return _run_async(reconcile)
 
 
+def _say_waiting() -> None:
+    print("bunsync: another reconcile pass is running; waiting for it to finish", file=sys.stderr)
+
+
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     async def report(stop: asyncio.Event) -> int:
         try:
             # Read-only and the service's rights suffice: its own login, never the owner's.
-            pool = await db.create_pool(await roles.service_dsn(dsn, settings.app_password), max_size=1)
-            try:
+            async with _pool(await roles.service_dsn(dsn, settings.app_password)) as pool:
                 snapshot = await status.collect(pool)
-            finally:
-                await pool.close()
         except (StorageUnavailable, roles.RoleError) as exc:
             if args.json:
                 sys.stdout.buffer.write(status.encode_unreachable(str(exc)) + b"\n")
@@ -240,7 +230,8 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
                 1,
             )
         await service.migrate(dsn, wait_s=30.0, app_password=settings.app_password)
-        await projections_rebuild.rebuild(dsn, args.projection or None, progress=True)
+        with progress_reporter("rebuild", "events") as progress:
+            await projections_rebuild.rebuild(dsn, args.projection or None, progress=progress)
         return 0
 
     with database(settings) as dsn:
@@ -265,6 +256,8 @@ def cmd_retry_parked(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from app.sandbox import demo  # the sandbox loads only for the commands that use it
+
     options = demo.DemoOptions(
         orders=args.orders, rounds=args.rounds, data_dir=Path(args.data_dir) if args.data_dir else None
     )
@@ -272,4 +265,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
-    return sandbox_cli.run(args)
+    """``bunsync sandbox [FLAG …]``: its flags are parsed here, by the sandbox's own parser."""
+    from app.sandbox import cli as sandbox_cli  # loaded only for this command
+
+    parser = argparse.ArgumentParser(prog="bunsync sandbox")
+    sandbox_cli.configure_parser(parser)
+    return sandbox_cli.run(parser.parse_args(args.sandbox_args))

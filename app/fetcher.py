@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -27,6 +26,7 @@ import asyncpg
 import structlog
 from asyncpg.exceptions import _base as asyncpg_base
 
+from app import events
 from app.aio import wait_any
 from app.bunjang import errors
 from app.bunjang.client import BunjangClient
@@ -34,15 +34,12 @@ from app.bunjang.jsonsafe import UnstorableJson, storable_json
 from app.ops import metrics
 from app.privacy import erasure, personal_data
 from app.store import db, event_log, sqlfiles
-from app.store.db import Connection, StorageUnavailable, guard
+from app.store.db import Connection, StorageUnavailable
 from app.store.event_log import NewEvent
 
 log = structlog.get_logger(__name__)
 
 _Q = sqlfiles.queries("fetcher")
-
-TYPE_ORDER_OBSERVED = "order.observed"
-SOURCE = "get_order"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +75,10 @@ def observed_event(order_id: int, facts_json: str) -> NewEvent:
     Every fetch is a new observation (never de-duplicated by content): a repeated answer is what
     replaces a stale provisional webhook status."""
     return NewEvent(
-        stream=f"order-{order_id}",
-        type=TYPE_ORDER_OBSERVED,
-        source=SOURCE,
-        idempotency_key=f"get_order:{order_id}:{uuid.uuid4()}",
+        stream=events.order_stream(order_id),
+        type=events.ORDER_OBSERVED,
+        source=events.SOURCE_GET_ORDER,
+        idempotency_key=events.observed_key(order_id),
         payload_json=facts_json,
     )
 
@@ -144,9 +141,10 @@ class Fetcher:
                 )
                 await wait_any([stop], 1.0)
 
+    @db.operation
     async def claim(self) -> Job | None:
         """Claim the most overdue job, if any."""
-        row = await guard(self._pool.fetchrow(_Q["claim"], self._worker_id, self._lease_s))
+        row = await self._pool.fetchrow(_Q["claim"], self._worker_id, self._lease_s)
         return (
             Job(order_id=row["order_id"], generation=row["generation"], attempts=row["attempts"])
             if row
@@ -182,6 +180,7 @@ class Fetcher:
         reference variant can log answers unsplit, as bunsync did before)."""
         return personal_data.split(raw)
 
+    @db.operation
     async def _store(self, job: Job, raw: bytes) -> None:
         """In one transaction: log the order facts, keep the buyer's personal data apart (unless the
         order was forgotten: :mod:`app.privacy.erasure`), remove the job. An answer that cannot be stored is a
@@ -203,10 +202,10 @@ class Fetcher:
                 personal = cut.personal_json
                 if personal is not None and event.idempotency_key in appended.inserted:
                     await erasure.keep(conn, job.order_id, appended.inserted[event.idempotency_key], personal)
-                await guard(conn.execute(_Q["complete"], job.order_id, job.generation))
+                await conn.execute(_Q["complete"], job.order_id, job.generation)
         except (asyncpg.PostgresError, asyncpg_base.DataError) as exc:
-            if db.is_unavailable(exc):
-                raise StorageUnavailable(type(exc).__name__) from exc
+            if not db.is_bad_data(exc):
+                raise  # the database is away: translated by db.operation, and the fetch retried
             # Never the server's message, which may quote the answer (buyer data): its class and code.
             code = getattr(exc, "sqlstate", None) or "client-side"
             await self._unstorable(job, f"the database refused it ({type(exc).__name__}, SQLSTATE {code})")
@@ -218,13 +217,14 @@ class Fetcher:
         metrics.API_ANOMALIES.labels("unstorable").inc()
         await self._park(job, f"Get Order answer cannot be stored: {why}")
 
+    @db.operation
     async def _failed(self, job: Job, error: str) -> None:
         if job.attempts >= self._max_attempts:
             await self._park(job, f"gave up after {job.attempts} attempts; last error: {error}")
             return
         delay = self._backoff.delay(job.attempts, self._rng)
         due = datetime.now(UTC) + timedelta(seconds=delay)
-        await guard(self._pool.execute(_Q["retry_later"], job.order_id, error[:1000], due))
+        await self._pool.execute(_Q["retry_later"], job.order_id, error[:1000], due)
         metrics.FETCH_RETRY.inc()
         log.warning(
             "fetch_failed_will_retry",
@@ -234,8 +234,9 @@ class Fetcher:
             error=error[:300],
         )
 
+    @db.operation
     async def _park(self, job: Job, reason: str) -> None:
-        await guard(self._pool.execute(_Q["park_dead"], job.order_id, reason[:1000]))
+        await self._pool.execute(_Q["park_dead"], job.order_id, reason[:1000])
         metrics.FETCH_DEAD.inc()
         log.error(
             "fetch_dead",
@@ -246,24 +247,28 @@ class Fetcher:
         )
 
 
+@db.operation
 async def enqueue(conn: Connection, order_ids: list[int]) -> None:
     """Ask for a Get Order fetch of each order (in the caller's transaction)."""
     if order_ids:
-        await guard(conn.execute(_Q["enqueue"], order_ids))
+        await conn.execute(_Q["enqueue"], order_ids)
 
 
+@db.operation
 async def redrive(pool: asyncpg.Pool, order_ids: list[int] | None) -> list[int]:
     """Re-queue dead fetches (all, or those of ``order_ids``); return the order ids re-queued."""
-    rows = await guard(pool.fetch(_Q["redrive"], order_ids))
+    rows = await pool.fetch(_Q["redrive"], order_ids)
     return sorted(r["order_id"] for r in rows)
 
 
+@db.operation
 async def due_retries(pool: asyncpg.Pool) -> int:
     """Failed fetches whose backoff has expired and that no worker holds."""
-    return int(await guard(pool.fetchval(_Q["due_retries"])) or 0)
+    return int(await pool.fetchval(_Q["due_retries"]) or 0)
 
 
+@db.operation
 async def queue_counts(pool: asyncpg.Pool) -> tuple[int, int]:
     """(pending, dead) fetch jobs."""
-    row = await guard(pool.fetchrow(_Q["counts"]))
+    row = await pool.fetchrow(_Q["counts"])
     return (int(row["pending"]), int(row["dead"])) if row else (0, 0)

@@ -17,8 +17,8 @@ when plausible (:func:`projections.rules.plausible_time`), as the projection jud
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,14 +26,14 @@ import asyncpg
 import msgspec
 import structlog
 
-from app import fetcher
+from app import events, fetcher
 from app.bunjang.client import BunjangClient
 from app.bunjang.jsonsafe import storable_json
 from app.bunjang.types import ListedOrder
 from app.bunjang.windows import Window, split_windows
 from app.ops import metrics
-from app.store import event_log, sqlfiles
-from app.store.db import Connection, StorageUnavailable, guard
+from app.store import db, event_log, sqlfiles
+from app.store.db import StorageUnavailable
 from app.store.event_log import NewEvent
 from projections.rules import plausible_time
 
@@ -41,8 +41,6 @@ log = structlog.get_logger(__name__)
 
 _Q = sqlfiles.queries("reconciler")
 
-TYPE_ORDER_LISTED = "order.listed"
-SOURCE = "list_orders"
 _BATCH = 100
 DEFAULT_PASS_DEADLINE_S = 3600.0
 
@@ -115,16 +113,15 @@ def _plausible(value: datetime | None, now: datetime) -> datetime | None:
 def listed_event(order: ListedOrder) -> NewEvent:
     """The log event for one List Orders observation; the same observation always has the same key."""
     payload = msgspec.json.encode(order)
-    digest = hashlib.sha256(payload).hexdigest()
     text, repaired = storable_json(payload)  # a NUL in a status would make jsonb refuse the pass's batch
     if repaired:
         metrics.API_ANOMALIES.labels("escaped_characters").inc(repaired)
         log.warning("listed_order_repaired", order_id=order.id, escaped_nul=repaired)
     return NewEvent(
-        stream=f"order-{order.id}",
-        type=TYPE_ORDER_LISTED,
-        source=SOURCE,
-        idempotency_key=f"list_orders:{order.id}:{digest}",
+        stream=events.order_stream(order.id),
+        type=events.ORDER_LISTED,
+        source=events.SOURCE_LIST_ORDERS,
+        idempotency_key=events.listed_key(order.id, payload),
         payload_json=text,
     )
 
@@ -143,6 +140,7 @@ class PassResult:
 Progress = Callable[[int, int, int], None]  # (windows done, windows total, orders seen)
 
 
+@db.operation
 async def run_pass(
     pool: asyncpg.Pool,
     client: BunjangClient,
@@ -158,9 +156,9 @@ async def run_pass(
     """One reconcile pass (the caller holds the reconcile lock). Raises if it fails; the failure is
     recorded in ``reconcile_passes`` and the watermark stays where it was. A pass still running after
     ``deadline_s`` is cut and fails (``TimeoutError``)."""
-    watermark = await guard(pool.fetchval(_Q["watermark"]))
+    watermark = await pool.fetchval(_Q["watermark"])
     plan = plan_range(watermark, now, overlap=overlap, lookback=lookback, since=since, until=until)
-    pass_id = await guard(pool.fetchval(_Q["pass_started"], plan.start, plan.end, float(deadline_s)))
+    pass_id = await pool.fetchval(_Q["pass_started"], plan.start, plan.end, float(deadline_s))
     log.info("reconcile_started", range_start=plan.start.isoformat(), range_end=plan.end.isoformat())
     counts = [0, 0]  # orders seen, differences
     try:
@@ -170,7 +168,7 @@ async def run_pass(
         except TimeoutError:
             raise TimeoutError(f"the pass ran past its deadline of {deadline_s:g} s and was cut") from None
         if plan.advances_watermark:
-            await guard(pool.execute(_Q["set_watermark"], plan.end))
+            await pool.execute(_Q["set_watermark"], plan.end)
     except BaseException as exc:
         seen, found = counts
         error = f"{type(exc).__name__}: {exc}"[:2000]
@@ -223,12 +221,13 @@ def _count(*, ok: bool, seen: int, found: int) -> None:
     metrics.RECONCILE_DIFFERENCES.inc(found)
 
 
+@db.operation
 async def _record(pool: asyncpg.Pool, batch: list[ListedOrder], now: datetime) -> int:
     """Append the observations of ``batch`` that differ from the view (and enqueue their fetches)."""
     if not batch:
         return 0
     item_ids = [item.id for order in batch for item in order.order_items]
-    rows = await guard(pool.fetch(_Q["current_items"], item_ids))
+    rows = await pool.fetch(_Q["current_items"], item_ids)
     shown = {r["order_item_id"]: (r["status"], r["status_updated_at"]) for r in rows}
     changed = differences(batch, shown, now)
     if changed:
@@ -246,21 +245,19 @@ async def _finish(
     pool: asyncpg.Pool, pass_id: int, seen: int, found: int, *, ok: bool, error: str | None
 ) -> None:
     try:
-        await guard(pool.execute(_Q["pass_finished"], pass_id, seen, found, ok, error))
+        await _pass_finished(pool, pass_id, seen, found, ok, error)
     except StorageUnavailable as exc:
         log.warning("reconcile_pass_not_recorded", pass_id=pass_id, error=str(exc))
 
 
-async def try_lock(conn: Connection) -> bool:
-    """Take the reconcile lock on ``conn`` if no one holds it."""
-    return bool(await guard(conn.fetchval(_Q["try_lock"])))
+@db.operation
+async def _pass_finished(
+    pool: asyncpg.Pool, pass_id: int, seen: int, found: int, ok: bool, error: str | None
+) -> None:
+    await pool.execute(_Q["pass_finished"], pass_id, seen, found, ok, error)
 
 
-async def lock(conn: Connection) -> None:
-    """Wait for the reconcile lock on ``conn``."""
-    await guard(conn.execute(_Q["lock"]))
-
-
-async def unlock(conn: Connection) -> None:
-    """Release the reconcile lock held on ``conn``."""
-    await guard(conn.execute(_Q["unlock"]))
+def exclusive(dsn: str, *, on_busy: Callable[[], None] | None = None) -> AbstractAsyncContextManager[bool]:
+    """The reconcile lock for the block (one pass at a time across replicas): yields whether it is held;
+    with ``on_busy``, waits for it instead (see :func:`app.store.db.session_lock`)."""
+    return db.session_lock(dsn, _Q, on_busy=on_busy)

@@ -99,25 +99,22 @@ class Jobs:
         """One reconcile tick; returns whether this process ran the pass."""
         s = self._settings
         try:
-            async with db.service_connection(self._dsn) as lock_conn:
-                if not await reconciler.try_lock(lock_conn):
+            async with reconciler.exclusive(self._dsn) as held:
+                if not held:
                     log.info("reconcile_skipped", reason="another replica is reconciling")
                     return False
-                try:
-                    await reconciler.run_pass(
-                        self._pool,
-                        self._client,
-                        now=datetime.now(UTC),
-                        overlap=timedelta(seconds=s.reconcile_overlap_s),
-                        lookback=timedelta(seconds=s.reconcile_lookback_s),
-                        deadline_s=s.reconcile_pass_deadline_s,
-                    )
-                finally:
-                    await reconciler.unlock(lock_conn)
+                await reconciler.run_pass(
+                    self._pool,
+                    self._client,
+                    now=datetime.now(UTC),
+                    overlap=timedelta(seconds=s.reconcile_overlap_s),
+                    lookback=timedelta(seconds=s.reconcile_lookback_s),
+                    deadline_s=s.reconcile_pass_deadline_s,
+                )
         except asyncio.CancelledError:
             # Shutdown cut the pass short: it is recorded as failed and the watermark did not move.
             log.info("reconcile_cancelled")
-            return False
+            raise
         except Exception as exc:  # a job boundary: log, and the next tick tries again
             # WARNING, not ERROR: the next tick retries; a pass that keeps failing shows in
             # `bunsync status` and bunsync_reconcile_passes_total{result="failed"}.
@@ -132,17 +129,14 @@ class Jobs:
     async def pii_retention(self) -> bool:
         """One retention tick; returns whether this process ran the pass."""
         try:
-            async with db.service_connection(self._dsn) as lock_conn:
-                if not await erasure.try_lock(lock_conn):
+            async with erasure.exclusive(self._dsn) as held:
+                if not held:
                     log.info("pii_retention_skipped", reason="another replica is running it")
                     return False
-                try:
-                    await erasure.forget_expired(self._pool, self._settings.pii_retention_days)
-                finally:
-                    await erasure.unlock(lock_conn)
+                await erasure.forget_expired(self._pool, self._settings.pii_retention_days)
         except asyncio.CancelledError:
             log.info("pii_retention_cancelled")
-            return False
+            raise
         except Exception as exc:  # a job boundary: log, and the next tick tries again
             metrics.PII_RETENTION_PASSES.labels(result="failed").inc()
             log.error(

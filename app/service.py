@@ -90,9 +90,7 @@ async def migrate(dsn: str, *, wait_s: float = 60.0, app_password: str | None = 
 async def prepare(dsn: str, app_password: str | None, *, wait_s: float = 60.0) -> str:
     """Bring the schema up to date (if ``dsn``'s role may migrate; else check it is current) and return
     the DSN the service's sessions use: never one that could lift the log's protection (app.store.roles)."""
-    rights = await db.retry_until_available(
-        lambda: roles.inspect(dsn), deadline_s=wait_s, on_wait=_waiting
-    )
+    rights = await db.retry_until_available(lambda: roles.inspect(dsn), deadline_s=wait_s, on_wait=_waiting)
     applied: list[int] = []
     if rights.can_migrate:
         applied = await migrate(dsn, wait_s=wait_s, app_password=app_password)

@@ -92,11 +92,6 @@ class _Only(Projection[list[Observation]]):
         await self.inner.write(conn, batch)
 
 
-def supports(projection: Projection[Any]) -> bool:
-    """Whether ``projection`` has a bulk phase."""
-    return isinstance(projection, OrderItemStatus)
-
-
 class _Unsure(Exception):
     """An event the bulk SQL left out as unreadable that Python reads after all."""
 
@@ -114,6 +109,7 @@ class _Left:
         self.bad: set[int] = set()
 
 
+@db.operation
 async def run(dsn: str, conn: Connection, projection: Projection[Any], schema: str) -> int:
     """Fill ``projection``'s fresh tables in ``schema`` up to a snapshot's xmin; return events read.
 
@@ -133,26 +129,28 @@ async def run(dsn: str, conn: Connection, projection: Projection[Any], schema: s
             position=exc.position,
             reason="an event the bulk SQL does not read is readable by Python; rebuilding by batches",
         )
-        await db.guard(conn.fetchval(_R["begin"], projection.name, list(projection.tables)))
+        await conn.fetchval(_R["begin"], projection.name, list(projection.tables))
         return 0
 
 
+@db.operation
 async def _check_fresh(conn: Connection, projection: OrderItemStatus, schema: str) -> None:
     async with conn.transaction():
-        await db.guard(conn.execute(_P["use_schema"], schema))
-        row = await db.guard(conn.fetchrow(_P["checkpoint"], projection.name))
+        await conn.execute(_P["use_schema"], schema)
+        row = await conn.fetchrow(_P["checkpoint"], projection.name)
     if row is None or row["position"] != 0 or row["events_read"] != 0:
         raise ValueError(f"the bulk phase of {projection.name} needs a fresh build in {schema}")
 
 
+@db.operation
 async def _bulk(dsn: str, conn: Connection, projection: OrderItemStatus, schema: str) -> int:
     left = _Left()
     async with db.admin_connection(dsn) as reader:
-        await db.guard(reader.execute(_Q["bulk_functions"]))  # committed at once: no xid kept
+        await reader.execute(_Q["bulk_functions"])  # committed at once: no xid kept
         # Read-only: no transaction id, so no commit-safe reader waits for this one.
         async with reader.transaction(readonly=True):
-            await db.guard(reader.execute(_Q["bulk_settings"], WORK_MEM))
-            bound = str(await db.guard(reader.fetchval(_Q["bulk_bound"])))
+            await reader.execute(_Q["bulk_settings"], WORK_MEM)
+            bound = str(await reader.fetchval(_Q["bulk_bound"]))
             rows: list[tuple[Any, ...]] = []
             async for r in reader.cursor(_Q["bulk_build"], bound, prefetch=WRITE_BATCH):
                 if r["folded"]:
@@ -163,17 +161,15 @@ async def _bulk(dsn: str, conn: Connection, projection: OrderItemStatus, schema:
                     await _write(conn, schema, rows)
                     rows = []
             await _write(conn, schema, rows)
-            last = await db.guard(reader.fetchrow(_Q["bulk_checkpoint"], bound))
+            last = await reader.fetchrow(_Q["bulk_checkpoint"], bound)
     async with conn.transaction():
-        await db.guard(conn.execute(_P["use_schema"], schema))
-        await db.guard(conn.execute(_P["lock_writer"], schema, projection.name))
+        await conn.execute(_P["use_schema"], schema)
+        await conn.execute(_P["lock_writer"], schema, projection.name)
         await _fold(conn, _Only(projection, left.items), left)
         if last is None or last["tx_text"] is None:
             return 0
         events = int(last["events"])
-        await db.guard(
-            conn.execute(_P["save_checkpoint"], projection.name, last["tx_text"], last["position"], events)
-        )
+        await conn.execute(_P["save_checkpoint"], projection.name, last["tx_text"], last["position"], events)
     return events
 
 
@@ -186,25 +182,25 @@ def _leave(left: _Left, r: Any) -> None:
         left.items.add(int(r["order_item_id"]))
 
 
+@db.operation
 async def _write(conn: Connection, schema: str, rows: list[tuple[Any, ...]]) -> None:
     """Append item rows to the build table (a short transaction of its own; not yet visible to anyone)."""
     if rows:
-        await db.guard(
-            conn.copy_records_to_table("order_item_status", schema_name=schema, records=rows, columns=COLUMNS)
+        await conn.copy_records_to_table(
+            "order_item_status", schema_name=schema, records=rows, columns=COLUMNS
         )
 
 
+@db.operation
 async def _fold(conn: Connection, only: _Only, left: _Left) -> None:
     """Fold the events ``bulk_build`` left to Python, in commit-safe order, through the projection.
 
     An event the SQL did not read must be one Python cannot read either (it is parked, as live
     parks it); otherwise its items were written without it, and the bulk phase is abandoned.
     """
-    ordered = [
-        int(r["position"]) for r in await db.guard(conn.fetch(_Q["in_log_order"], sorted(left.positions)))
-    ]
+    ordered = [int(r["position"]) for r in await conn.fetch(_Q["in_log_order"], sorted(left.positions))]
     for i in range(0, len(ordered), FOLD_BATCH):
-        rows = await db.guard(conn.fetch(_Q["events_at"], ordered[i : i + FOLD_BATCH]))
+        rows = await conn.fetch(_Q["events_at"], ordered[i : i + FOLD_BATCH])
         events = [event_log.recorded(r) for r in rows]
         for event in events:
             if event.position in left.bad and _readable(only.inner, event):

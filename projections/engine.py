@@ -18,7 +18,6 @@ from typing import Any
 
 import asyncpg
 import structlog
-from asyncpg.exceptions import _base as asyncpg_base
 
 from app.aio import wait_any
 from app.store import db, event_log
@@ -51,9 +50,7 @@ def _is_poison(exc: BaseException) -> bool:
     asyncpg's client-side DataError (a value it cannot encode) subclasses InterfaceError, which the
     DB boundary counts as "unavailable"; for an event it is bad data, so it is checked first.
     """
-    if isinstance(exc, asyncpg_base.DataError):
-        return True
-    return not (isinstance(exc, StorageUnavailable) or db.is_unavailable(exc))
+    return not db.is_unavailable(exc)
 
 
 async def apply_events(
@@ -94,12 +91,13 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:2000]
 
 
+@db.operation
 async def park(
     conn: Connection, projection: Projection[Any], failed: list[tuple[RecordedEvent, BaseException]]
 ) -> None:
     """Park the events ``apply_events`` could not apply, with their errors (caller's transaction)."""
     for event, exc in failed:
-        await db.guard(conn.execute(_Q["park"], projection.name, event.position, _describe(exc)))
+        await conn.execute(_Q["park"], projection.name, event.position, _describe(exc))
         log.error(
             "projection_event_parked",
             projection=projection.name,
@@ -110,6 +108,7 @@ async def park(
         )
 
 
+@db.operation
 async def process_batch(
     conn: Connection, projection: Projection[Any], *, schema: str = LIVE_SCHEMA, batch_size: int = BATCH_SIZE
 ) -> int:
@@ -119,9 +118,9 @@ async def process_batch(
     is already in a transaction this runs in a savepoint of it.
     """
     async with conn.transaction():
-        await db.guard(conn.execute(_Q["use_schema"], schema))
-        await db.guard(conn.execute(_Q["lock_writer"], schema, projection.name))
-        row = await db.guard(conn.fetchrow(_Q["checkpoint"], projection.name))
+        await conn.execute(_Q["use_schema"], schema)
+        await conn.execute(_Q["lock_writer"], schema, projection.name)
+        row = await conn.fetchrow(_Q["checkpoint"], projection.name)
         if row is None:
             raise ProjectorDied(f"projection {projection.name} has no checkpoint in schema {schema}")
         checkpoint = Checkpoint(tx_id=int(row["tx_text"]), position=row["position"])
@@ -131,35 +130,33 @@ async def process_batch(
         handled = [e for e in batch if e.type in projection.handles]
         await park(conn, projection, await apply_events(conn, projection, handled))
         last = batch[-1].checkpoint
-        await db.guard(
-            conn.execute(_Q["save_checkpoint"], projection.name, str(last.tx_id), last.position, len(batch))
-        )
+        await conn.execute(_Q["save_checkpoint"], projection.name, str(last.tx_id), last.position, len(batch))
     return len(batch)
 
 
+@db.operation
 async def retry_requested(conn: Connection, projection: Projection[Any], *, schema: str = LIVE_SCHEMA) -> int:
     """Retry the parked events of ``projection`` whose retry was requested; return how many now applied."""
     resolved = 0
     async with conn.transaction():
-        await db.guard(conn.execute(_Q["use_schema"], schema))
+        await conn.execute(_Q["use_schema"], schema)
         # Same lock as a batch: a retry never interleaves with a batch or a rebuild's swap.
-        await db.guard(conn.execute(_Q["lock_writer"], schema, projection.name))
-        for row in await db.guard(conn.fetch(_Q["retry_requested"], projection.name)):
+        await conn.execute(_Q["lock_writer"], schema, projection.name)
+        for row in await conn.fetch(_Q["retry_requested"], projection.name):
             event = await _event_at(conn, row["position"])
             failed = await apply_events(conn, projection, [event]) if event.type in projection.handles else []
             if failed:
-                await db.guard(
-                    conn.execute(_Q["park"], projection.name, event.position, _describe(failed[0][1]))
-                )
+                await conn.execute(_Q["park"], projection.name, event.position, _describe(failed[0][1]))
                 log.warning("parked_event_still_failing", projection=projection.name, position=event.position)
             else:
-                await db.guard(conn.execute(_Q["resolve"], projection.name, event.position))
+                await conn.execute(_Q["resolve"], projection.name, event.position)
                 resolved += 1
     return resolved
 
 
+@db.operation
 async def _event_at(conn: Connection, position: int) -> RecordedEvent:
-    r = await db.guard(conn.fetchrow(_Q["event_at"], position))
+    r = await conn.fetchrow(_Q["event_at"], position)
     if r is None:
         raise ProjectorDied(f"parked event {position} is not in the log")
     return event_log.recorded(r)
@@ -178,6 +175,7 @@ async def catch_up(pool: asyncpg.Pool, projection: Projection[Any], *, batch_siz
     return total
 
 
+@db.operation
 async def retry_parked(dsn: str, projection: str | None = None) -> int:
     """Retry parked events (of one projection, or all); return how many were retried.
 
@@ -192,24 +190,25 @@ async def retry_parked(dsn: str, projection: str | None = None) -> int:
     retried = 0
     async with db.service_connection(dsn) as conn:
         for name in names:
-            requested = int(await db.guard(conn.fetchval(_Q["request_retry"], name)))
+            requested = int(await conn.fetchval(_Q["request_retry"], name))
             if not requested:
                 continue
             retried += requested
-            if not await db.guard(conn.fetchval(_Q["try_lock"], name)):
+            if not await conn.fetchval(_Q["try_lock"], name):
                 log.info("parked_retry_requested", projection=name, events=requested, by="active projector")
                 continue
             try:
                 resolved = await retry_requested(conn, PROJECTIONS[name])
             finally:
-                await db.guard(conn.fetchval(_Q["unlock"], name))
+                await conn.fetchval(_Q["unlock"], name)
             log.info("parked_retried", projection=name, events=requested, resolved=resolved)
     return retried
 
 
+@db.operation
 async def lag(conn: Connection) -> dict[str, int]:
     """Events behind the log head, per projection."""
-    return {r["projection"]: int(r["lag"]) for r in await db.guard(conn.fetch(_Q["lag"]))}
+    return {r["projection"]: int(r["lag"]) for r in await conn.fetch(_Q["lag"])}
 
 
 async def run_projectors(
@@ -267,7 +266,7 @@ class ProjectorLoop:
             except Exception as exc:
                 # Only "the database is away" is ridden out; anything else ends the loop (and the
                 # supervisor in run_projectors stops the process) rather than running half-alive.
-                if not (isinstance(exc, StorageUnavailable) or db.is_unavailable(exc)):
+                if not db.is_unavailable(exc):
                     raise
                 log.warning(
                     "projector_db_unavailable",
@@ -278,11 +277,12 @@ class ProjectorLoop:
                 await wait_any([self.halt], backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF_S)
 
+    @db.operation
     async def _hold_and_project(self) -> None:
         name = self.projection.name
         async with db.service_connection(self.dsn) as lock_conn:
             standby_logged = False
-            while not await db.guard(lock_conn.fetchval(_Q["try_lock"], name)):
+            while not await lock_conn.fetchval(_Q["try_lock"], name):
                 if not standby_logged:
                     log.info("projector_standby", projection=name)
                     standby_logged = True
@@ -291,10 +291,10 @@ class ProjectorLoop:
                     return
             log.info("projector_active", projection=name)
             wake, lost = asyncio.Event(), asyncio.Event()
-            await db.guard(lock_conn.add_listener(CHANNEL, lambda *_: wake.set()))
+            await lock_conn.add_listener(CHANNEL, lambda *_: wake.set())
             lock_conn.add_termination_listener(lambda *_: lost.set())
             async with self.pool.acquire() as conn:
-                await db.guard(conn.execute(_Q["ensure_checkpoint"], name))
+                await conn.execute(_Q["ensure_checkpoint"], name)
             woken = 0
             while not self.halt.is_set():
                 if lost.is_set() or lock_conn.is_closed():
@@ -302,7 +302,7 @@ class ProjectorLoop:
                 wake.clear()
                 read = await catch_up(self.pool, self.projection)
                 async with self.pool.acquire() as conn:
-                    if await db.guard(conn.fetchval(_Q["any_retry_requested"], name)):
+                    if await conn.fetchval(_Q["any_retry_requested"], name):
                         await retry_requested(conn, self.projection)
                 if read:
                     log.debug("projection_advanced", projection=name, events=read)
@@ -316,4 +316,4 @@ class ProjectorLoop:
                 await wait_any([self.halt, wake, lost], self.poll_s)
                 woken = _RECHECKS if wake.is_set() else 0
                 # The lock lives as long as this connection: make sure it still does.
-                await db.guard(lock_conn.fetchval(_Q["ping"]))
+                await lock_conn.fetchval(_Q["ping"])

@@ -10,6 +10,13 @@ fields the same way: :mod:`projections.order_facts`). Every other field of an it
 projections read (``statusUpdatedAt``, ``product`` and its ``id``, ``name``, ``price``) is read on its
 own: an unreadable or implausible value (:func:`projections.rules.plausible_time`) is read as absent
 and reported in :attr:`Observation.anomalies`, so one bad field never hides a status change.
+
+Why separate, tolerant readers rather than the writers' types (:mod:`app.webhook.payloads`,
+:mod:`app.bunjang.types`): the writers decode what arrives today, at the edge, and may refuse it; these
+readers decode what the log holds, which is every payload ever accepted, by any version of bunsync, for
+good, and which a rebuild reads again. So they accept every shape the log may hold, never refuse an
+event for a field they do not need, and change only by adding. The names they match on (types,
+sources) come from the one catalogue, :mod:`app.events`.
 """
 
 from __future__ import annotations
@@ -19,20 +26,25 @@ from typing import Annotated, Any
 
 import msgspec
 
+from app.events import (
+    ORDER_LISTED,
+    ORDER_OBSERVED,
+    SOURCE_GET_ORDER,
+    SOURCE_LIST_ORDERS,
+    SOURCE_WEBHOOK,
+    WEBHOOK_STATUS_CHANGED,
+)
 from app.store.event_log import RecordedEvent
 from projections.rules import EARLIEST_TIME, FUTURE_TOLERANCE, Observation, plausible_time
 
-WEBHOOK_STATUS_CHANGED = "webhook.order_status_changed.v1"
-ORDER_OBSERVED = "order.observed"
-ORDER_LISTED = "order.listed"
-#: Appended by erasure (:mod:`app.privacy.erasure`): the order's buyer personal data was destroyed.
-PERSONAL_DATA_ERASED = "order.personal_data_erased"
-#: Stored verbatim by ingest; never projected.
-WEBHOOK_UNRECOGNIZED = "webhook.unrecognized"
+#: The events that carry item statuses, which the item projections read.
+ITEM_EVENTS = frozenset({WEBHOOK_STATUS_CHANGED, ORDER_OBSERVED, ORDER_LISTED})
 
-SOURCE_WEBHOOK = "webhook"
-SOURCE_GET_ORDER = "get_order"
-SOURCE_LIST_ORDERS = "list_orders"
+
+def items_observed(batch: list[tuple[RecordedEvent, list[Observation]]]) -> list[Observation]:
+    """Every item observation of a decoded batch, in log order."""
+    return [o for _, observed in batch for o in observed]
+
 
 BigInt = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 Text = Annotated[str, msgspec.Meta(max_length=10_000)]

@@ -21,14 +21,14 @@ class OrderItemHistory(Projection[list[Observation]]):
     """One row per observed change of an item's status."""
 
     name = "order_item_history"
-    handles = frozenset({events.WEBHOOK_STATUS_CHANGED, events.ORDER_OBSERVED, events.ORDER_LISTED})
+    handles = events.ITEM_EVENTS
     tables = ("order_item_history",)
 
     def decode(self, event: RecordedEvent) -> list[Observation]:
         return events.observations(event)
 
     async def write(self, conn: Connection, batch: list[tuple[RecordedEvent, list[Observation]]]) -> None:
-        observed = [o for _, obs in batch for o in obs]
+        observed = events.items_observed(batch)
         if not observed:
             return
         ids = sorted({o.order_item_id for o in observed})

@@ -29,7 +29,7 @@ class OrderItemStatus(Projection[list[Observation]]):
     """Current status per item, by the rule in :mod:`projections.rules`."""
 
     name = "order_item_status"
-    handles = frozenset({events.WEBHOOK_STATUS_CHANGED, events.ORDER_OBSERVED, events.ORDER_LISTED})
+    handles = events.ITEM_EVENTS
     #: item_anomalies: the fields judged implausible or unreadable (see projections/events.py), kept
     #: with the projection so that a rebuild reproduces them.
     tables = ("order_item_status", "item_anomalies")
@@ -38,7 +38,7 @@ class OrderItemStatus(Projection[list[Observation]]):
         return events.observations(event)
 
     async def write(self, conn: Connection, batch: list[tuple[RecordedEvent, list[Observation]]]) -> None:
-        observed = [o for _, obs in batch for o in obs]
+        observed = events.items_observed(batch)
         if not observed:
             return
         ids = sorted({o.order_item_id for o in observed})

@@ -13,6 +13,7 @@ blank, and a rebuild reproduces it.
 
 from __future__ import annotations
 
+from app import events as catalogue
 from app.store.db import Connection
 from app.store.event_log import RecordedEvent
 from app.store.sqlfiles import queries
@@ -45,13 +46,13 @@ class Orders(Projection[Decoded]):
     """Prices, times, seller and invoice per order, and the erasure of its buyer's personal data."""
 
     name = "orders"
-    handles = frozenset({events.ORDER_OBSERVED, events.PERSONAL_DATA_ERASED})
+    handles = frozenset({catalogue.ORDER_OBSERVED, catalogue.PERSONAL_DATA_ERASED})
     #: order_anomalies: the fields read as absent, kept with the projection so that a rebuild
     #: reproduces them.
     tables = ("orders", "order_anomalies")
 
     def decode(self, event: RecordedEvent) -> Decoded:
-        if event.type == events.PERSONAL_DATA_ERASED:
+        if event.type == catalogue.PERSONAL_DATA_ERASED:
             return events.decode_personal_data_erased(event)
         return order_facts.decode(event)
 

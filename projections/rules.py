@@ -34,10 +34,11 @@ from typing import TypeVar
 
 import msgspec
 
+from app.events import SOURCE_WEBHOOK
+
 T = TypeVar("T")
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
-SOURCE_WEBHOOK = "webhook"
 #: No status of a Bunjang order changed before this.
 EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 #: How far after its own recording an API time may lie (clock skew between Bunjang and this host's

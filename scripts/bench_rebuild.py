@@ -64,7 +64,7 @@ def sample():
         time.sleep(0.25)
 threading.Thread(target=sample, daemon=True).start()
 started = time.monotonic()
-asyncio.run(rebuild(sys.argv[1], ['order_item_status'], progress=False))
+asyncio.run(rebuild(sys.argv[1], ['order_item_status']))
 seconds = time.monotonic() - started
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 q = [s[1] for s in samples]

@@ -19,6 +19,8 @@ and the HTTP status, so logs and parked jobs say exactly what Bunjang said.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class BunjangError(Exception):
     """Base of every error the client raises."""
@@ -51,16 +53,9 @@ class BunjangError(Exception):
 class TransientError(BunjangError):
     """A failure that may succeed later: 5xx, 429, 408, timeouts and connection errors."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        error_code: str | None = None,
-        reason: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, status=status, error_code=error_code, reason=reason)
+    def __init__(self, message: str, *, retry_after: float | None = None, **details: Any) -> None:
+        """``details``: as for :class:`BunjangError` (status, error_code, reason)."""
+        super().__init__(message, **details)
         self.retry_after = retry_after
 
 

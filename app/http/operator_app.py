@@ -28,7 +28,7 @@ from app.http.webhook_app import (
     unexpected,
     with_request_id,
 )
-from app.ops import metrics, status
+from app.ops import scrape, status
 from app.store import migrations
 from app.store.db import StorageUnavailable
 
@@ -83,7 +83,7 @@ def create_admin_app(services: Services, extra_handlers: Sequence[ControllerRout
     @get("/metrics")
     async def metrics_exposition() -> Response[bytes]:
         """Prometheus text: this process's counters, and the database-wide gauges read now."""
-        return Response(content=await metrics.render(pool), status_code=200, media_type=metrics.MEDIA_TYPE)
+        return Response(content=await scrape.render(pool), status_code=200, media_type=scrape.MEDIA_TYPE)
 
     @get("/status")
     async def status_report() -> Response[bytes]:

@@ -1,14 +1,12 @@
-"""Every Prometheus metric bunsync exports, in one registry of its own (``REGISTRY``), and its rendering.
+"""The process-local Prometheus metrics (counters, histograms, a gauge) in bunsync's own ``REGISTRY``.
 
-Two kinds:
+They are incremented where things happen (webhook endpoint, fetcher, Bunjang client, reconciler) and
+count what *this* process did since it started; sum them over replicas. The hot path uses label children
+bound once at import (``WEBHOOK_ACCEPTED`` …).
 
-- **Process-local** counters and histograms, incremented where things happen (webhook endpoint, fetcher,
-  Bunjang client, reconciler). They count what *this* process did since it started; sum them over
-  replicas. The hot path uses label children bound once at import (``WEBHOOK_ACCEPTED`` …).
-- **Database-wide** gauges (log head, projection checkpoints and lag, fetch queue, parked events, last
-  reconcile), read at scrape time by :func:`render` in ONE snapshot (:func:`app.ops.status.collect`). When
-  the database cannot be read, a scrape still answers: the process-local metrics, and
-  ``bunsync_database_up 0`` instead of the database-wide gauges (stale figures would mislead an alert).
+This module sits at the bottom of the imports: it imports nothing of bunsync, so any module may count
+without pulling in the database or the projector. The database-wide gauges read at scrape time live in
+:mod:`app.ops.scrape`, which only the HTTP layer imports.
 
 The registry is not prometheus-client's global one, so importing bunsync registers nothing elsewhere and
 tests can build apps repeatedly.
@@ -16,26 +14,15 @@ tests can build apps repeatedly.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterable, Iterator
-
-import asyncpg
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     disable_created_metrics,
-    generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
-from app.ops import status
-from app.store.db import StorageUnavailable
-from app.webhook.signature import Rejection
-
-__all__ = ["MEDIA_TYPE", "REGISTRY", "render"]
+__all__ = ["MEDIA_TYPE", "REGISTRY"]
 
 #: The exposition format :func:`generate_latest` writes, as every Prometheus version reads it. (Not
 #: prometheus-client's CONTENT_TYPE_LATEST: since 0.22 it announces format 1.0.0, which older servers
@@ -45,9 +32,6 @@ MEDIA_TYPE = "text/plain; version=0.0.4"
 # No `*_created` series: they double the exposition and no dashboard of bunsync's uses them.
 disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus-client leaves it unannotated
 REGISTRY = CollectorRegistry(auto_describe=True)
-
-#: How long a scrape waits for the database snapshot before answering without it.
-SNAPSHOT_TIMEOUT_S = 5.0
 
 # ------------------------------------------------------------------------------------------- webhooks
 
@@ -69,7 +53,8 @@ WEBHOOK_UNAVAILABLE = WEBHOOKS.labels("unavailable", "")
 WEBHOOK_BUSY = WEBHOOKS.labels("busy", "")  # 503: too many large bodies in flight (app.webhook.endpoint)
 WEBHOOK_ERROR = WEBHOOKS.labels("error", "")
 WEBHOOK_METHOD_NOT_ALLOWED = WEBHOOKS.labels("rejected", "method-not-allowed")
-WEBHOOK_REJECTED = {r: WEBHOOKS.labels("rejected", r.value) for r in Rejection}
+# The signature refusals (result "rejected", reason a Rejection value) are bound by app.webhook.endpoint,
+# which owns the reasons: this module imports nothing of bunsync.
 
 INGEST_SECONDS = Histogram(
     "bunsync_webhook_ingest_duration_seconds",
@@ -134,91 +119,6 @@ HTTP_REFUSALS = Counter(
 )
 
 
-# ---------------------------------------------------------------------------------- database-wide
-
-
-class DatabaseCollector(Collector):
-    """Yields the database-wide gauges from the snapshot the latest scrape read (see :func:`render`)."""
-
-    def __init__(self) -> None:
-        self.snapshot: status.StatusReport | None = None
-
-    def describe(self) -> Iterable[Metric]:
-        return ()  # families vary with the snapshot; nothing to check at registration
-
-    def collect(self) -> Iterator[Metric]:
-        report = self.snapshot
-        yield _gauge(
-            "bunsync_database_up", "1 if this scrape could read the database, else 0.", report is not None
-        )
-        if report is None:
-            return
-        yield _gauge(
-            "bunsync_log_head_position", "Position of the newest event in the log.", report.log_head_position
-        )
-        yield _gauge("bunsync_log_events", "Events in the log.", report.events_total)
-        position = GaugeMetricFamily(
-            "bunsync_projection_position",
-            "Log position of each projection's checkpoint.",
-            labels=["projection"],
-        )
-        lag = GaugeMetricFamily(
-            "bunsync_projection_lag", "Events each projection has still to apply.", labels=["projection"]
-        )
-        for name, p in sorted(report.projections.items()):
-            position.add_metric([name], p.position)
-            lag.add_metric([name], p.lag)
-        yield position
-        yield lag
-        queue = report.fetch_queue
-        yield _gauge(
-            "bunsync_fetch_pending", "Get Order fetches waiting (including retrying).", queue.pending
-        )
-        yield _gauge("bunsync_fetch_retrying", "Pending fetches that failed at least once.", queue.retrying)
-        yield _gauge("bunsync_fetch_dead", "Fetches given up on; run `bunsync redrive`.", queue.dead)
-        yield _gauge(
-            "bunsync_parked_events",
-            "Events a projection could not apply (unresolved).",
-            report.parked_events.total,
-        )
-        yield _gauge(
-            "bunsync_unrecognized_events",
-            "Webhooks stored verbatim but not understood.",
-            report.unrecognized_webhooks,
-        )
-        yield _gauge(
-            "bunsync_webhook_conflicts",
-            "eventIds redelivered with a different body.",
-            report.webhook_conflicts,
-        )
-        last = report.last_reconcile
-        if last is not None and last.finished_at is not None:
-            yield _gauge(
-                "bunsync_reconcile_last_finished_timestamp_seconds",
-                "When the newest finished reconcile pass (any replica) finished, Unix time.",
-                last.finished_at.timestamp(),
-            )
-            yield _gauge("bunsync_reconcile_last_ok", "1 if that pass succeeded, else 0.", bool(last.ok))
-
-
-def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, documentation, value=float(value))
-
-
-_DATABASE = DatabaseCollector()
-REGISTRY.register(_DATABASE)
-
-
-async def render(pool: asyncpg.Pool) -> bytes:
-    """The Prometheus text exposition: read the database snapshot (bounded in time), then every metric."""
-    try:
-        async with asyncio.timeout(SNAPSHOT_TIMEOUT_S):
-            _DATABASE.snapshot = await status.collect(pool)
-    except (StorageUnavailable, TimeoutError):
-        _DATABASE.snapshot = None
-    return generate_latest(REGISTRY)
-
-
 # --- buyer personal data (app/erasure.py) ---------------------------------------------------------
 
 PII_ERASURES = Counter(
@@ -252,32 +152,3 @@ CLOCK_SKEW = Gauge(
     "ahead). Bunjang's tokens are valid 5 s: alert above 2 s.",
     registry=REGISTRY,
 )
-
-
-class HostileInputCollector(Collector):
-    """Database-wide gauges about hostile input, from the scrape's snapshot (:class:`DatabaseCollector`)."""
-
-    def collect(self) -> Iterator[Metric]:
-        report = _DATABASE.snapshot
-        if report is None:
-            return
-        yield _gauge(
-            "bunsync_item_anomalies",
-            "Fields of API observations judged implausible or unreadable (kept out of the views; the "
-            "status change itself still counts). See bunsync.item_anomalies.",
-            report.anomalies.item_anomalies,
-        )
-        yield _gauge(
-            "bunsync_order_anomalies",
-            "Order-level fields of Get Order answers judged implausible or unreadable (NULL in the orders "
-            "view; the rest of the observation still counts). See bunsync.order_anomalies.",
-            report.anomalies.order_anomalies,
-        )
-        yield _gauge(
-            "bunsync_reconcile_overdue_passes",
-            "Reconcile passes still unfinished past their deadline (stuck, or their process died).",
-            len(report.anomalies.overdue_passes),
-        )
-
-
-REGISTRY.register(HostileInputCollector())

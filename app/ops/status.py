@@ -180,12 +180,9 @@ class StatusReport(msgspec.Struct, frozen=True):
     anomalies: HostileInput = msgspec.field(default_factory=HostileInput)
 
 
+@db.operation
 async def collect(pool: asyncpg.Pool) -> StatusReport:
     """Read the health snapshot; raises :class:`app.store.db.StorageUnavailable` if the database is away."""
-    return await db.guard(_collect(pool))
-
-
-async def _collect(pool: asyncpg.Pool) -> StatusReport:
     # One REPEATABLE READ snapshot, so the numbers agree with each other (lags, counts and lists are
     # of the same instant). Read-only, it takes no transaction id, so it never holds back the
     # projectors' commit-safe reads however long it runs.

@@ -14,6 +14,7 @@ Nothing here logs or returns a personal value: only order ids, JSON Pointers and
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -22,17 +23,16 @@ import asyncpg
 import msgspec
 import structlog
 
+from app import events
 from app.ops import metrics
-from app.store import event_log, sqlfiles
-from app.store.db import Connection, guard
+from app.store import db, event_log, sqlfiles
+from app.store.db import Connection
 from app.store.event_log import NewEvent
 
 log = structlog.get_logger(__name__)
 
 _Q = sqlfiles.queries("erasure")
 
-TYPE_ERASED = "order.personal_data_erased"
-SOURCE = "bunsync"
 Reason = Literal["retention", "request"]
 #: Orders erased per transaction by the retention pass.
 RETENTION_BATCH = 200
@@ -69,11 +69,13 @@ class _ErasedPayload(msgspec.Struct, frozen=True, rename="camel"):
     erased: list[str]
 
 
+@db.operation
 async def keep(conn: Connection, order_id: int, position: int, personal_json: str) -> bool:
     """Keep an order's personal data (in the caller's transaction); False if it was forgotten."""
-    return bool(await guard(conn.fetchval(_Q["keep"], order_id, position, personal_json)))
+    return bool(await conn.fetchval(_Q["keep"], order_id, position, personal_json))
 
 
+@db.operation
 async def forget(pool: asyncpg.Pool, order_ids: list[int], reason: Reason) -> list[Outcome]:
     """Erase the personal data of ``order_ids`` now (idempotent); one :class:`Outcome` per order."""
     ids = sorted(set(order_ids))
@@ -88,21 +90,22 @@ async def forget(pool: asyncpg.Pool, order_ids: list[int], reason: Reason) -> li
         if any(o.erased for o in outcomes):
             # After the commit (VACUUM cannot run in a transaction), as the table's owner (the service
             # role, migration 0007): rewrite the table so the deleted rows are gone from its pages.
-            await guard(conn.execute(_Q["vacuum"]))
+            await conn.execute(_Q["vacuum"])
     _count(outcomes, reason)
     return outcomes
 
 
+@db.operation
 async def _erase(conn: Connection, ids: list[int], reason: Reason) -> list[Outcome]:
     """Erase each order of ``ids`` (sorted) in the caller's transaction."""
-    known = {r["order_id"] for r in await guard(conn.fetch(_Q["known_orders"], ids))}
-    tombs = {r["order_id"]: r for r in await guard(conn.fetch(_Q["erased_before"], ids))}
+    known = {r["order_id"] for r in await conn.fetch(_Q["known_orders"], ids)}
+    tombs = {r["order_id"]: r for r in await conn.fetch(_Q["erased_before"], ids)}
     outcomes: list[Outcome] = []
     for order_id in ids:
         if order_id not in known and order_id not in tombs:
             outcomes.append(Outcome(order_id, "unknown"))
             continue
-        erased = await guard(conn.fetchval(_Q["erase"], order_id, reason))
+        erased = await conn.fetchval(_Q["erase"], order_id, reason)
         if erased is not None:
             outcomes.append(Outcome(order_id, "erased", list(erased), reason=reason))
             continue
@@ -115,11 +118,11 @@ async def _erase(conn: Connection, ids: list[int], reason: Reason) -> list[Outco
 def _erased_event(order_id: int, reason: str, erased: list[str]) -> NewEvent:
     payload = _ErasedPayload(order_id=order_id, reason=reason, erased=erased)
     return NewEvent(
-        stream=f"order-{order_id}",
-        type=TYPE_ERASED,
-        source=SOURCE,
+        stream=events.order_stream(order_id),
+        type=events.PERSONAL_DATA_ERASED,
+        source=events.SOURCE_BUNSYNC,
         # One erasure per order ever: the tombstone makes later ones no-ops, and the key makes sure.
-        idempotency_key=f"erasure:{order_id}",
+        idempotency_key=events.erased_key(order_id),
         payload_json=msgspec.json.encode(payload).decode("utf-8"),
     )
 
@@ -133,6 +136,7 @@ def _count(outcomes: list[Outcome], reason: str) -> None:
             log.info("personal_data_erasure_skipped", order_id=o.order_id, state=o.state)
 
 
+@db.operation
 async def forget_expired(
     pool: asyncpg.Pool, retention_days: int, *, batch: int = RETENTION_BATCH
 ) -> list[Outcome]:
@@ -140,7 +144,7 @@ async def forget_expired(
     more than ``retention_days`` days ago; batch by batch, so a large backlog holds no long lock."""
     done: list[Outcome] = []
     while True:
-        rows = await guard(pool.fetch(_Q["expired"], retention_days, batch))
+        rows = await pool.fetch(_Q["expired"], retention_days, batch)
         if not rows:
             break
         done += await forget(pool, [r["order_id"] for r in rows], "retention")
@@ -148,11 +152,7 @@ async def forget_expired(
     return done
 
 
-async def try_lock(conn: Connection) -> bool:
-    """Take the retention job's session lock on ``conn`` if no other replica holds it."""
-    return bool(await guard(conn.fetchval(_Q["try_lock"])))
-
-
-async def unlock(conn: Connection) -> None:
-    """Release the retention job's lock held on ``conn``."""
-    await guard(conn.execute(_Q["unlock"]))
+def exclusive(dsn: str) -> AbstractAsyncContextManager[bool]:
+    """The retention job's lock for the block (one replica runs the daily pass): yields whether it is
+    held (see :func:`app.store.db.session_lock`)."""
+    return db.session_lock(dsn, _Q)

@@ -51,23 +51,25 @@ class _Done(msgspec.Struct, frozen=True, rename="camel"):
     orders_kept: int
 
 
+@db.operation
 async def redact_log(dsn: str) -> Redaction:
     """Rewrite the personal fields of old ``order.observed`` rows (as the log's owner: ``dsn``'s role)."""
     async with db.admin_connection(dsn) as conn:
         async with conn.transaction():
-            await db.guard(conn.execute(_Q["lock_log"]))
-            await db.guard(conn.execute(_Q["staging"]))
+            await conn.execute(_Q["lock_log"])
+            await conn.execute(_Q["staging"])
             await _stage(conn)
-            kept = _count(await db.guard(conn.execute(_Q["keep_newest"])))
-            await db.guard(conn.execute(_Q["lift_append_only"]))
-            rows = _count(await db.guard(conn.execute(_Q["rewrite"])))
-            await db.guard(conn.execute(_Q["rearm_append_only"]))
+            kept = _count(await conn.execute(_Q["keep_newest"]))
+            await conn.execute(_Q["lift_append_only"])
+            rows = _count(await conn.execute(_Q["rewrite"]))
+            await conn.execute(_Q["rearm_append_only"])
             await event_log.append(conn, [_done_event(rows, kept)])
         log.warning("log_redacted", rows=rows, orders_kept=kept, note="append-only lifted for one UPDATE")
-        await db.guard(conn.execute(_Q["vacuum_log"]))
+        await conn.execute(_Q["vacuum_log"])
     return Redaction(rows=rows, orders_kept=kept)
 
 
+@db.operation
 async def _stage(conn: asyncpg.Connection) -> None:
     batch: list[tuple[Any, ...]] = []
     async for r in conn.cursor(_Q["candidates"], prefetch=STAGE_BATCH):
@@ -75,10 +77,10 @@ async def _stage(conn: asyncpg.Connection) -> None:
         if staged is not None:
             batch.append(staged)
         if len(batch) >= STAGE_BATCH:
-            await db.guard(conn.copy_records_to_table("log_redaction", records=batch, columns=_COLUMNS))
+            await conn.copy_records_to_table("log_redaction", records=batch, columns=_COLUMNS)
             batch = []
     if batch:
-        await db.guard(conn.copy_records_to_table("log_redaction", records=batch, columns=_COLUMNS))
+        await conn.copy_records_to_table("log_redaction", records=batch, columns=_COLUMNS)
 
 
 def _redacted(position: int, stream: str, payload: str, raw: bytes | None) -> tuple[Any, ...] | None:

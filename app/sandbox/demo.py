@@ -13,12 +13,14 @@ It stops everything it started.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,11 +30,15 @@ import asyncpg
 import httpx
 import structlog
 
+from app.ops import status
 from app.privacy import dump_scan, personal_data
 from app.sandbox.config import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, DEFAULT_WEBHOOK_SECRET
+from app.store import db
 from app.store.embedded_pg import EmbeddedPostgres
+from app.store.sqlfiles import queries
 
 log = structlog.get_logger(__name__)
+_Q = queries("demo")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +142,7 @@ async def run_demo(options: DemoOptions, dsn: str, work: Path) -> int:
     sandbox = await _start(sandbox_argv, env, work / "sandbox.log")
     serve = await _start([*me, "serve"], env, work / "serve.log")
     try:
-        async with httpx.AsyncClient(timeout=60) as client:
+        async with httpx.AsyncClient(timeout=60) as client, _pool(dsn) as pool:
             await _wait_http(client, f"{sandbox_url}/_sandbox/clock", sandbox, "the sandbox")
             await _wait_http(client, f"{serve_url}/health/ready", serve, "bunsync serve")
             _say(
@@ -151,16 +157,16 @@ async def run_demo(options: DemoOptions, dsn: str, work: Path) -> int:
                 await client.post(f"{sandbox_url}/_sandbox/advance", json={"steps": options.steps_per_round})
                 await asyncio.sleep(0.2)
                 if n % 5 == 0 or n == options.rounds:
-                    _say(f"  round {n:>2}/{options.rounds}  " + await _progress(client, sandbox_url, dsn))
+                    _say(f"  round {n:>2}/{options.rounds}  " + await _progress(client, sandbox_url, pool))
             driven = time.monotonic()
             await client.post(f"{sandbox_url}/_sandbox/webhooks/settle", params={"timeout": 60})
-            mismatches = await _converge(client, sandbox_url, dsn, options.converge_timeout_s)
+            mismatches = await _converge(client, sandbox_url, pool, options.converge_timeout_s)
             converged = time.monotonic()
             counters = (await client.get(f"{sandbox_url}/_sandbox/counters")).json()
-        recovered = await _scalar(dsn, "SELECT count(*) FROM bunsync.event_log WHERE type = 'order.listed'")
-        code = _report(counters, recovered, mismatches, driven - started, converged - driven)
-        await _show_examples(dsn)
-        return code if await _forget_one(me, env, dsn) else 1
+            recovered = int(await pool.fetchval(_Q["listed_events"]))
+            code = _report(counters, recovered, mismatches, driven - started, converged - driven)
+            await _show_examples(pool)
+            return code if await _forget_one(me, env, dsn, pool) else 1
     finally:
         await _stop(serve)
         await _stop(sandbox)
@@ -175,15 +181,25 @@ class Mismatch:
     shown: tuple[str, datetime | None] | None
 
 
-async def mismatches_against_truth(truth_items: list[dict[str, Any]], dsn: str) -> list[Mismatch]:
-    """Compare every item of the truth (``GET /_sandbox/truth``) with ``reporting.order_item_status``."""
-    conn = await asyncpg.connect(dsn)
+@contextlib.asynccontextmanager
+async def _pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    """The demo's connection to bunsync's database, for its whole run (reused by every read)."""
+    pool = await db.create_pool(dsn, min_size=1, max_size=1)
     try:
-        rows = await conn.fetch(
-            "SELECT order_item_id, status, status_updated_at FROM reporting.order_item_status"
-        )
+        yield pool
     finally:
-        await conn.close()
+        await pool.close()
+
+
+async def mismatches_against_truth(
+    truth_items: list[dict[str, Any]], database: str | asyncpg.Pool
+) -> list[Mismatch]:
+    """Compare every item of the truth (``GET /_sandbox/truth``) with ``reporting.order_item_status``
+    (read through ``database``: a pool, or a DSN to connect to once)."""
+    if isinstance(database, str):
+        async with _pool(database) as pool:
+            return await mismatches_against_truth(truth_items, pool)
+    rows = await database.fetch(_Q["item_statuses"])
     shown = {r["order_item_id"]: (r["status"], r["status_updated_at"]) for r in rows}
     found: list[Mismatch] = []
     for item in truth_items:
@@ -199,60 +215,51 @@ async def _truth(client: httpx.AsyncClient, sandbox_url: str) -> list[dict[str, 
     return items
 
 
-async def _progress(client: httpx.AsyncClient, sandbox_url: str, dsn: str) -> str:
+async def _progress(client: httpx.AsyncClient, sandbox_url: str, pool: asyncpg.Pool) -> str:
+    """One progress line: the sandbox's counters, ``bunsync status``'s snapshot, and the items in sync."""
     webhooks = (await client.get(f"{sandbox_url}/_sandbox/counters")).json()["webhooks"]
     truth = await _truth(client, sandbox_url)
-    wrong = await mismatches_against_truth(truth, dsn)
-    events = await _scalar(dsn, "SELECT count(*) FROM bunsync.event_log")
-    pending = await _scalar(dsn, "SELECT count(*) FROM bunsync.fetch_queue WHERE dead_at IS NULL")
-    passes = await _scalar(dsn, "SELECT count(*) FROM bunsync.reconcile_passes WHERE ok")
+    wrong = await mismatches_against_truth(truth, pool)
+    report = await status.collect(pool)
+    last = report.last_reconcile
+    reconciled = "none yet" if last is None else "ok" if last.ok else "failed"
     return (
         f"webhooks delivered {webhooks['delivered']:>5} (dropped {webhooks['dropped']:>4}) | "
-        f"events {events:>6} | fetches pending {pending:>4} | reconcile passes {passes:>3} | "
-        f"items in sync {len(truth) - len(wrong):>4}/{len(truth)}"
+        f"events {report.events_total:>6} | fetches pending {report.fetch_queue.pending:>4} | "
+        f"last reconcile {reconciled:<8} | items in sync {len(truth) - len(wrong):>4}/{len(truth)}"
     )
 
 
 async def _converge(
-    client: httpx.AsyncClient, sandbox_url: str, dsn: str, timeout_s: float
+    client: httpx.AsyncClient, sandbox_url: str, pool: asyncpg.Pool, timeout_s: float
 ) -> list[Mismatch]:
     """Wait until the view equals the truth (or the deadline); the mismatches left (none: converged)."""
     deadline = time.monotonic() + timeout_s
     last_said = 0.0
     while True:
-        wrong = await mismatches_against_truth(await _truth(client, sandbox_url), dsn)
+        wrong = await mismatches_against_truth(await _truth(client, sandbox_url), pool)
         if not wrong or time.monotonic() > deadline:
             return wrong
         if time.monotonic() - last_said >= 3:
             last_said = time.monotonic()
-            _say("  converging  " + await _progress(client, sandbox_url, dsn))
+            _say("  converging  " + await _progress(client, sandbox_url, pool))
         await asyncio.sleep(0.5)
 
 
-async def _show_examples(dsn: str) -> None:
+async def _show_examples(pool: asyncpg.Pool) -> None:
     """Two of the README's analyst queries, run on the demo's data."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        _say("")
-        _say("SELECT status, items FROM reporting.status_counts ORDER BY items DESC;")
-        for r in await conn.fetch("SELECT status, items FROM reporting.status_counts ORDER BY items DESC"):
-            _say(f"  {r['status']:<34} {r['items']:>5}")
-        _say("SELECT source, count(*) FROM reporting.order_item_status GROUP BY 1;")
-        for r in await conn.fetch("SELECT source, count(*) AS n FROM reporting.order_item_status GROUP BY 1"):
-            _say(f"  {r['source']:<34} {r['n']:>5}")
-    finally:
-        await conn.close()
+    _say("")
+    _say(_Q["status_counts"])
+    for r in await pool.fetch(_Q["status_counts"]):
+        _say(f"  {r['status']:<34} {r['items']:>5}")
+    _say(_Q["sources"])
+    for r in await pool.fetch(_Q["sources"]):
+        _say(f"  {r['source']:<34} {r['n']:>5}")
 
 
-async def _forget_one(me: list[str], env: dict[str, str], dsn: str) -> bool:
+async def _forget_one(me: list[str], env: dict[str, str], dsn: str, pool: asyncpg.Pool) -> bool:
     """Forget one order through the real ``bunsync forget`` and prove a whole-database dump clean."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        rows = await conn.fetch(
-            "SELECT order_id, fields::text AS fields FROM bunsync.personal_data ORDER BY order_id"
-        )
-    finally:
-        await conn.close()
+    rows = await pool.fetch(_Q["personal_data"])
     if not rows:
         _say("no order holds personal data: nothing to forget")
         return False
@@ -277,14 +284,6 @@ async def _forget_one(me: list[str], env: dict[str, str], dsn: str) -> bool:
     clean = proc.returncode == 0 and len(before) == len(own) > 0 and not after
     _say("  clean: no byte of the forgotten buyer's data is left" if clean else "  NOT CLEAN")
     return clean
-
-
-async def _scalar(dsn: str, sql: str) -> int:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return int(await conn.fetchval(sql))
-    finally:
-        await conn.close()
 
 
 def _report(

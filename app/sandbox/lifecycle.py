@@ -48,7 +48,6 @@ EDGES: Mapping[str, tuple[tuple[str, int], ...]] = {
 TRANSITIONS: Mapping[str, frozenset[str]] = {
     status: frozenset(s for s, _ in nxt) for status, nxt in EDGES.items()
 }
-KNOWN_STATUSES: frozenset[str] = frozenset(EDGES)
 FINAL_STATUSES: frozenset[str] = frozenset(status for status, nxt in EDGES.items() if not nxt)
 _RETURN_REJECTED_TO = frozenset({IN_TRANSIT, DELIVERY_COMPLETED})
 

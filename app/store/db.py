@@ -1,22 +1,27 @@
-"""The database boundary: the only module that creates asyncpg connections and pools.
+"""The database boundary: the only module that creates asyncpg connections and pools, and the one place
+where driver errors are classified.
 
-It turns driver errors that mean "the database is not there right now" into :class:`StorageUnavailable`
-(callers answer 503 or retry), and everything else stays a programming or data error.
+Every function or method that talks to the database carries :func:`operation` (as procrastinate's
+connector wraps its methods): once per operation, driver errors that mean "the database is not there right
+now" become :class:`StorageUnavailable` (callers answer 503 or retry); everything else stays a programming
+or data error, which :func:`is_bad_data` recognises (the input's fault: park or refuse it, never retry).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from typing import TypeAlias, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, ParamSpec, TypeAlias, TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 # Shown in pg_stat_activity: which bunsync process holds a connection (and so a lock).
 _APPLICATION_NAME = f"bunsync:{socket.gethostname()}:{os.getpid()}"[:63]
@@ -44,19 +49,77 @@ class StorageUnavailable(Exception):
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` means the database is unreachable (rather than a data or programming error)."""
+    """Whether ``exc`` means the database is unreachable (rather than a data or programming error),
+    translated (:class:`StorageUnavailable`) or not yet."""
+    if isinstance(exc, StorageUnavailable):
+        return True
     # asyncpg's client-side DataError (a value it cannot encode) subclasses InterfaceError: bad data.
     return isinstance(exc, _UNAVAILABLE) and not isinstance(exc, asyncpg.exceptions.DataError)
 
 
-async def guard(work: Awaitable[T]) -> T:
-    """Await ``work``, translating "database not there" errors into :class:`StorageUnavailable`."""
+def is_bad_data(exc: BaseException) -> bool:
+    """Whether ``exc`` is the data's fault (a value asyncpg cannot encode, or one PostgreSQL refuses):
+    the same input fails again, so it is parked or refused, never retried."""
+    if isinstance(exc, asyncpg.exceptions.DataError):  # client-side, though an InterfaceError
+        return True
+    return isinstance(exc, asyncpg.PostgresError) and not is_unavailable(exc)
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Within the block, "database not there" errors become :class:`StorageUnavailable`."""
     try:
-        return await work
+        yield
     except _UNAVAILABLE as exc:
         if not is_unavailable(exc):
             raise
         raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+def operation(fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Decorate a coroutine function that talks to the database: its driver errors are translated once
+    (:func:`translated`), whichever of its statements failed."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        with translated():
+            return await fn(*args, **kwargs)
+
+    return wrapper
+
+
+async def guard(work: Awaitable[T]) -> T:
+    """Await one statement outside any :func:`operation` (a rare one-off), translating as it does."""
+    with translated():
+        return await work
+
+
+@asynccontextmanager
+async def session_lock(
+    dsn: str, statements: Mapping[str, str], *, on_busy: Callable[[], None] | None = None
+) -> AsyncIterator[bool]:
+    """Hold a session advisory lock for the block, on a connection of its own (if the process dies,
+    the connection and the lock go with it, and another replica takes over).
+
+    ``statements``: the named queries ``try_lock`` and ``unlock`` (and ``lock``, to wait). Yields
+    whether the lock is held: False when another session holds it and ``on_busy`` is None; else
+    ``on_busy()`` is called and the lock waited for.
+    """
+    async with service_connection(dsn) as conn:
+        with translated():
+            held = bool(await conn.fetchval(statements["try_lock"]))
+            if not held and on_busy is not None:
+                on_busy()
+                await conn.execute(statements["lock"])
+                held = True
+        if not held:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            with translated():
+                await conn.execute(statements["unlock"])
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

@@ -12,8 +12,8 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
-from app.store import sqlfiles
-from app.store.db import Connection, guard
+from app.store import db, sqlfiles
+from app.store.db import Connection
 
 _Q = sqlfiles.queries("event_log")
 
@@ -21,13 +21,14 @@ _Q = sqlfiles.queries("event_log")
 class Checkpoint(msgspec.Struct, frozen=True):
     """A reader's place in the log: the last event read, as (transaction id, position).
 
-    ``Checkpoint.START`` is before every event. Persist both numbers; position alone is not enough.
+    :data:`START` is before every event. Persist both numbers; position alone is not enough.
     """
 
     tx_id: int
     position: int
 
 
+#: The place before every event: where a new reader starts.
 START = Checkpoint(tx_id=0, position=0)
 
 
@@ -71,6 +72,7 @@ class AppendResult:
     inserted: dict[str, int]
 
 
+@db.operation
 async def append(conn: Connection, events: list[NewEvent]) -> AppendResult:
     """Append ``events`` in one statement on ``conn`` (the caller owns the transaction).
 
@@ -80,32 +82,29 @@ async def append(conn: Connection, events: list[NewEvent]) -> AppendResult:
     """
     if not events:
         return AppendResult(inserted={})
-    rows = await guard(
-        conn.fetch(
-            _Q["append_batch"],
-            [e.stream for e in events],
-            [e.type for e in events],
-            [e.payload_json for e in events],
-            [e.raw for e in events],
-            [e.source for e in events],
-            [e.signed_at for e in events],
-            [e.received_at for e in events],
-            [e.idempotency_key for e in events],
-            [e.fetch_order_id for e in events],
-        )
+    rows = await conn.fetch(
+        _Q["append_batch"],
+        [e.stream for e in events],
+        [e.type for e in events],
+        [e.payload_json for e in events],
+        [e.raw for e in events],
+        [e.source for e in events],
+        [e.signed_at for e in events],
+        [e.received_at for e in events],
+        [e.idempotency_key for e in events],
+        [e.fetch_order_id for e in events],
     )
     return AppendResult(inserted={r["idempotency_key"]: r["position"] for r in rows})
 
 
+@db.operation
 async def same_content(conn: Connection, events: list[NewEvent]) -> list[bool]:
     """For each event (its key already logged): whether the stored event has the same content."""
-    rows = await guard(
-        conn.fetch(
-            _Q["compare_existing"],
-            [e.idempotency_key for e in events],
-            [e.payload_json for e in events],
-            [e.raw for e in events],
-        )
+    rows = await conn.fetch(
+        _Q["compare_existing"],
+        [e.idempotency_key for e in events],
+        [e.payload_json for e in events],
+        [e.raw for e in events],
     )
     same = [False] * len(events)
     for r in rows:
@@ -113,28 +112,28 @@ async def same_content(conn: Connection, events: list[NewEvent]) -> list[bool]:
     return same
 
 
+@db.operation
 async def record_conflicts(conn: Connection, events: list[NewEvent]) -> None:
     """Keep deliveries whose key is logged with different content (``bunsync.webhook_conflicts``)."""
     if events:
-        await guard(
-            conn.execute(
-                _Q["record_conflicts"],
-                [e.idempotency_key for e in events],
-                [e.payload_json for e in events],
-                [e.raw or b"" for e in events],
-                [e.signed_at for e in events],
-                [e.received_at for e in events],
-            )
+        await conn.execute(
+            _Q["record_conflicts"],
+            [e.idempotency_key for e in events],
+            [e.payload_json for e in events],
+            [e.raw or b"" for e in events],
+            [e.signed_at for e in events],
+            [e.received_at for e in events],
         )
 
 
+@db.operation
 async def read_after(conn: Connection, checkpoint: Checkpoint, limit: int) -> list[RecordedEvent]:
     """Up to ``limit`` events after ``checkpoint``, in commit-safe order.
 
     Reading again from the last event's :attr:`RecordedEvent.checkpoint` never skips an event, however
     late it commits, and never returns one twice.
     """
-    rows = await guard(conn.fetch(_Q["read_after"], str(checkpoint.tx_id), checkpoint.position, limit))
+    rows = await conn.fetch(_Q["read_after"], str(checkpoint.tx_id), checkpoint.position, limit)
     return [recorded(r) for r in rows]
 
 
@@ -152,9 +151,3 @@ def recorded(r: asyncpg.Record) -> RecordedEvent:
         received_at=r["received_at"],
         recorded_at=r["recorded_at"],
     )
-
-
-async def head(conn: Connection) -> tuple[int, int]:
-    """(newest position, number of events) of the log."""
-    row = await guard(conn.fetchrow(_Q["head"]))
-    return (int(row["position"]), int(row["events"])) if row else (0, 0)

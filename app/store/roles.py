@@ -71,9 +71,10 @@ class LoginRights:
         return self.superuser or self.becomes_owner is not False
 
 
+@db.operation
 async def login_rights(conn: Connection) -> LoginRights:
     """The rights of ``conn``'s login role."""
-    row = await db.guard(conn.fetchrow(sqlfiles.query("roles", "login_rights")))
+    row = await conn.fetchrow(sqlfiles.queries("roles")["login_rights"])
     if row is None:  # current_user is always in pg_roles; a None here is a broken catalog
         raise RoleError("the session's role is not in pg_roles")
     return LoginRights(**dict(row.items()))

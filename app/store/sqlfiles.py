@@ -44,8 +44,3 @@ def queries(module: str) -> dict[str, str]:
             raise ValueError(f"sql/queries/{module}.sql: query {name!r} is defined twice")
         found[name] = body.strip()
     return found
-
-
-def query(module: str, name: str) -> str:
-    """One named statement; a missing name is a programming error and raises ``KeyError``."""
-    return queries(module)[name]

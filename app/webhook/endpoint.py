@@ -52,6 +52,8 @@ _COUNTERS = {
     Outcome.CONFLICT: metrics.WEBHOOK_CONFLICT,
     Outcome.UNRECOGNIZED: metrics.WEBHOOK_UNRECOGNIZED,
 }
+# Bound at import, so every refusal reason has a series from the start (app.ops.metrics knows no reasons).
+REJECTED = {r: metrics.WEBHOOKS.labels("rejected", r.value) for r in signature.Rejection}
 
 
 class Problem(msgspec.Struct, frozen=True):
@@ -207,7 +209,7 @@ class WebhookEndpoint:
         return None
 
     async def _rejected(self, send: Send, rid: bytes, exc: signature.SignatureError) -> None:
-        metrics.WEBHOOK_REJECTED[exc.reason].inc()
+        REJECTED[exc.reason].inc()
         self._refusals.note(_LISTENER, exc.reason.value)
         await _problem(send, rid, 401, exc.reason.value, "Webhook signature rejected", exc.detail)
 

@@ -17,8 +17,9 @@ from enum import StrEnum
 import asyncpg
 import structlog
 
-from app.store import event_log
-from app.store.db import StorageUnavailable, is_unavailable
+from app import events
+from app.store import db, event_log
+from app.store.db import StorageUnavailable
 from app.store.event_log import NewEvent
 from app.webhook import payloads
 
@@ -120,7 +121,7 @@ class Ingestor:
     async def _write_raw_instead(self, pending: _Pending, error: Exception) -> Outcome | BaseException:
         """Last resort for one event PostgreSQL refused: keep its raw bytes as an unrecognised event."""
         key = pending.event.idempotency_key
-        if pending.event.source != payloads.SOURCE or pending.event.payload_json is None:
+        if pending.event.source != events.SOURCE_WEBHOOK or pending.event.payload_json is None:
             log.error("ingest_event_refused", key=key, error=_describe(error), action=_REFUSED_ACTION)
             return error
         log.warning("ingest_payload_refused_keeping_raw", key=key, error=_describe(error))
@@ -133,6 +134,7 @@ class Ingestor:
             log.error("ingest_event_refused", key=key, error=_describe(exc), action=_REFUSED_ACTION)
             return exc
 
+    @db.operation
     async def _write(self, batch: list[_Pending]) -> list[Outcome]:
         """Store the batch; returns each pending's outcome, in batch order.
 
@@ -144,31 +146,23 @@ class Ingestor:
         first: dict[str, NewEvent] = {}
         for p in batch:
             first.setdefault(p.event.idempotency_key, p.event)
-        try:
-            async with self._pool.acquire() as conn:
-                inserted = (await event_log.append(conn, list(first.values()))).inserted
-                others = [
-                    i
-                    for i, p in enumerate(batch)
-                    if first[p.event.idempotency_key] is not p.event
-                    or p.event.idempotency_key not in inserted
-                ]
-                same: dict[int, bool] = {}
-                if others:
-                    async with conn.transaction():
-                        verdicts = await event_log.same_content(conn, [batch[i].event for i in others])
-                        same = dict(zip(others, verdicts, strict=True))
-                        await event_log.record_conflicts(
-                            conn, [batch[i].event for i in others if not same[i]]
-                        )
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.exceptions.InterfaceError) as exc:
-            if is_unavailable(exc):
-                raise StorageUnavailable(str(exc)) from exc
-            raise
+        async with self._pool.acquire() as conn:
+            inserted = (await event_log.append(conn, list(first.values()))).inserted
+            others = [
+                i
+                for i, p in enumerate(batch)
+                if first[p.event.idempotency_key] is not p.event or p.event.idempotency_key not in inserted
+            ]
+            same: dict[int, bool] = {}
+            if others:
+                async with conn.transaction():
+                    verdicts = await event_log.same_content(conn, [batch[i].event for i in others])
+                    same = dict(zip(others, verdicts, strict=True))
+                    await event_log.record_conflicts(conn, [batch[i].event for i in others if not same[i]])
         outcomes: list[Outcome] = []
         for i, p in enumerate(batch):
             if i not in same:
-                unknown = p.event.type == payloads.TYPE_UNRECOGNIZED
+                unknown = p.event.type == events.WEBHOOK_UNRECOGNIZED
                 outcomes.append(Outcome.UNRECOGNIZED if unknown else Outcome.ACCEPTED)
             else:
                 outcomes.append(Outcome.DUPLICATE if same[i] else Outcome.CONFLICT)

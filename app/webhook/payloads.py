@@ -9,18 +9,13 @@ decoder's limit, ids PostgreSQL could not store: all of it is a delivery to keep
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
 
+from app import events
 from app.store.event_log import NewEvent
-
-TYPE_STATUS_CHANGED_V1 = "webhook.order_status_changed.v1"
-TYPE_UNRECOGNIZED = "webhook.unrecognized"
-SOURCE = "webhook"
-UNRECOGNIZED_STREAM = "webhooks-unrecognized"
 
 # Ids must fit PostgreSQL's bigint, or a view casting them would fail for every reader.
 Id = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
@@ -84,10 +79,10 @@ def to_event(body: bytes, signed_at: datetime, received_at: datetime) -> NewEven
         except _UNDECODABLE:
             return _unrecognized(body, envelope.event_id, signed_at, received_at)
         return NewEvent(
-            stream=f"order-{event.data.order_id}",
-            type=TYPE_STATUS_CHANGED_V1,
-            source=SOURCE,
-            idempotency_key=idempotency_key(event.event_id),
+            stream=events.order_stream(event.data.order_id),
+            type=events.WEBHOOK_STATUS_CHANGED,
+            source=events.SOURCE_WEBHOOK,
+            idempotency_key=events.webhook_key(event.event_id),
             payload_json=payload_json,
             raw=body,
             signed_at=signed_at,
@@ -95,16 +90,6 @@ def to_event(body: bytes, signed_at: datetime, received_at: datetime) -> NewEven
             fetch_order_id=event.data.order_id,
         )
     return _unrecognized(body, envelope.event_id, signed_at, received_at)
-
-
-def idempotency_key(event_id: str) -> str:
-    """The log's idempotency key for a webhook ``eventId``."""
-    return f"webhook:{event_id}"
-
-
-def body_key(body: bytes) -> str:
-    """The idempotency key of a delivery without a usable ``eventId``: its body's SHA-256."""
-    return f"webhook-body:{hashlib.sha256(body).hexdigest()}"
 
 
 def _storable(event_id: str) -> bool:
@@ -117,7 +102,9 @@ def _storable(event_id: str) -> bool:
 
 def without_payload(event: NewEvent) -> NewEvent:
     """The same delivery kept as raw bytes only: for bodies PostgreSQL's jsonb refuses (e.g. ``\\u0000``)."""
-    return msgspec.structs.replace(event, type=TYPE_UNRECOGNIZED, payload_json=None, fetch_order_id=None)
+    return msgspec.structs.replace(
+        event, type=events.WEBHOOK_UNRECOGNIZED, payload_json=None, fetch_order_id=None
+    )
 
 
 def _unrecognized(body: bytes, event_id: str | None, signed_at: datetime, received_at: datetime) -> NewEvent:
@@ -127,11 +114,11 @@ def _unrecognized(body: bytes, event_id: str | None, signed_at: datetime, receiv
         payload_json = body.decode("utf-8")
     except _UNDECODABLE:
         payload_json = None  # kept as raw bytes only
-    key = idempotency_key(event_id) if event_id and _storable(event_id) else body_key(body)
+    key = events.webhook_key(event_id) if event_id and _storable(event_id) else events.webhook_body_key(body)
     return NewEvent(
-        stream=UNRECOGNIZED_STREAM,
-        type=TYPE_UNRECOGNIZED,
-        source=SOURCE,
+        stream=events.UNRECOGNIZED_STREAM,
+        type=events.WEBHOOK_UNRECOGNIZED,
+        source=events.SOURCE_WEBHOOK,
         idempotency_key=key,
         payload_json=payload_json,
         raw=body,

@@ -61,7 +61,3 @@ WHERE (tx_id, position) > ($1::text::xid8, $2::bigint)
   AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
 ORDER BY tx_id, position
 LIMIT $3;
-
--- name: head
--- The newest position in the log (0 when empty) and the number of events.
-SELECT coalesce(max(position), 0) AS position, count(*) AS events FROM bunsync.event_log;

@@ -17,7 +17,7 @@ from app.sandbox.server import RunningSandbox
 from app.sandbox.world import Buyer
 from app.scheduler import Jobs
 from app.settings import Settings
-from app.store import db, event_log
+from app.store import event_log
 from app.store.event_log import NewEvent
 from projections.rebuild import rebuild
 from tests.projections.factory import project_all, table
@@ -123,7 +123,7 @@ async def test_forget_leaves_no_byte_of_the_values_in_a_dump_and_the_rest_unchan
 
     # Rebuild after erasure reproduces the same views.
     live = [await table(admin, q) for q in VIEWS]
-    await rebuild(database_url, None, progress=False)
+    await rebuild(database_url, None)
     assert [await table(admin, q) for q in VIEWS] == live
 
     # A forgotten order stays forgotten: a new fetch stores nothing personal; forget is idempotent.
@@ -232,8 +232,8 @@ async def test_the_daily_job_runs_on_one_replica_at_a_time(
     await _fetch(pool, client, done)
     settings = Settings.from_env({"BUNSYNC_DATABASE_URL": database_url, "BUNSYNC_PII_RETENTION_DAYS": "1"})
     jobs = Jobs(pool, database_url, client, settings, None)
-    async with db.service_connection(database_url) as other_replica:
-        assert await erasure.try_lock(other_replica)
+    async with erasure.exclusive(database_url) as other_replica_holds_it:
+        assert other_replica_holds_it
         assert await jobs.pii_retention() is False  # skipped: another replica holds the lock
         assert await admin.fetchval("SELECT count(*) FROM reporting.erasures") == 0
     assert await jobs.pii_retention() is True

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from app import events
 from app.webhook import payloads
 from app.webhook.ingest import Ingestor, Outcome
 
@@ -73,4 +74,4 @@ async def test_bodies_that_decode_badly_are_stored_verbatim(
     assert outcomes == [Outcome.UNRECOGNIZED] * 4
     rows = await admin.fetch("SELECT type, raw FROM bunsync.event_log ORDER BY position")
     assert sorted(bytes(r["raw"]) for r in rows) == sorted(bodies)
-    assert {r["type"] for r in rows} == {payloads.TYPE_UNRECOGNIZED}
+    assert {r["type"] for r in rows} == {events.WEBHOOK_UNRECOGNIZED}

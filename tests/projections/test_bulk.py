@@ -145,7 +145,7 @@ async def test_bulk_sql_equals_python_rule(
             await event_log.append(conn, [*first, *second])
     await project_all(pool, batch_size=7)
     live = await status_snapshot(admin)
-    await rebuild(database_url, ["order_item_status"], progress=False)
+    await rebuild(database_url, ["order_item_status"])
     assert await status_snapshot(admin) == live
 
 
@@ -174,7 +174,7 @@ async def test_bulk_phase_reads_the_whole_log_and_the_engine_only_catches_up(
         return n
 
     monkeypatch.setattr(rebuild_module, "process_batch", counting)
-    await rebuild(database_url, ["order_item_status"], progress=False)
+    await rebuild(database_url, ["order_item_status"])
     assert await status_snapshot(admin) == live
     assert by_engine == 0  # every event was read by the bulk phase (the parked one included)
     assert live[2] and live[2][0][2].startswith("ValidationError")
@@ -201,6 +201,6 @@ async def test_live_projector_keeps_up_while_the_bulk_phase_reads(
         await real(*args, **kwargs)
 
     monkeypatch.setattr(bulk_module, "_write", write_and_look)
-    await rebuild(database_url, ["order_item_status"], progress=False)
+    await rebuild(database_url, ["order_item_status"])
     assert seen == ["IN_TRANSIT"]
     assert await admin.fetchval("SELECT count(*) FROM reporting.order_item_status") == 2

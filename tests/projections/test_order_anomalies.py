@@ -177,7 +177,7 @@ async def test_rebuild_reproduces_the_rows_and_the_anomalies(
     live = (await table(admin, snapshot), await _anomalies(admin))
     assert len(live[0]) == len(CASES) + 1 and len(live[1]) == len(CASES) + 5  # CASES[:6] has 5 fields
     await admin.execute("TRUNCATE bunsync.orders, bunsync.order_anomalies")
-    await rebuild(database_url, ["orders"], progress=False, batch_size=4)
+    await rebuild(database_url, ["orders"], batch_size=4)
     assert (await table(admin, snapshot), await _anomalies(admin)) == live
     assert await _parked(admin) == 0
     # The swapped-in table serves as before: the service role writes it.

@@ -58,7 +58,7 @@ async def test_rebuild_equals_live(pool: asyncpg.Pool, admin: asyncpg.Connection
     await project_all(pool, batch_size=37)
     live = await snapshot(admin)
     assert len(live[0]) == 60 and len(live[4]) == 3
-    await rebuild(database_url, None, progress=False, batch_size=64)
+    await rebuild(database_url, None, batch_size=64)
     assert await snapshot(admin) == live
     # The swapped-in tables serve as before: the reporting role reads, the service role writes.
     await admin.execute("SET ROLE bunsync_reporting")
@@ -101,7 +101,7 @@ async def test_readers_never_see_an_empty_or_partial_view_while_live_and_rebuild
     try:
         async with projectors(pool, database_url, poll_s=0.05):
             reading = asyncio.create_task(reader())
-            await asyncio.gather(rebuild(database_url, None, progress=False, batch_size=50), writer())
+            await asyncio.gather(rebuild(database_url, None, batch_size=50), writer())
             done.set()
             await reading
 
@@ -116,7 +116,7 @@ async def test_readers_never_see_an_empty_or_partial_view_while_live_and_rebuild
     assert [s[0] for s in seen] == sorted(s[0] for s in seen), "items disappeared from the view"
     # What the live projector and the rebuild made together equals a rebuild from scratch.
     live = await snapshot(admin)
-    await rebuild(database_url, None, progress=False)
+    await rebuild(database_url, None)
     assert await snapshot(admin) == live
 
 
@@ -140,13 +140,13 @@ async def test_interrupted_rebuild_leaves_live_untouched_and_runs_again(
     real = getattr(target, attr)
     monkeypatch.setattr(target, attr, dies)
     with pytest.raises(KeyboardInterrupt):
-        await rebuild(database_url, ["order_item_status"], progress=False, batch_size=20)
+        await rebuild(database_url, ["order_item_status"], batch_size=20)
     assert await snapshot(admin) == live
     monkeypatch.setattr(target, attr, real)
-    await rebuild(database_url, ["order_item_status"], progress=False, batch_size=20)
+    await rebuild(database_url, ["order_item_status"], batch_size=20)
     assert await snapshot(admin) == live
 
 
 async def test_unknown_projection_is_refused(database_url: str) -> None:
     with pytest.raises(rebuild_module.RebuildError, match="unknown projection"):
-        await rebuild(database_url, ["nope"], progress=False)
+        await rebuild(database_url, ["nope"])

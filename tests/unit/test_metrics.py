@@ -10,7 +10,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.logs import request_id
-from app.ops import metrics
+from app.ops import metrics, scrape
 from app.ops.status import (
     FetchQueue,
     HostileInput,
@@ -19,6 +19,7 @@ from app.ops.status import (
     ReconcilePass,
     StatusReport,
 )
+from app.webhook import endpoint  # binds the signature refusals' series, as at serve start
 from app.webhook.signature import Rejection
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -87,9 +88,9 @@ def _report() -> StatusReport:
 @pytest.fixture
 def snapshot() -> Iterator[None]:
     """The database-wide gauges as one scrape would have read them; cleared afterwards."""
-    metrics._DATABASE.snapshot = _report()
+    scrape._DATABASE.snapshot = _report()
     yield
-    metrics._DATABASE.snapshot = None
+    scrape._DATABASE.snapshot = None
 
 
 def _families() -> dict[str, tuple[str, list[tuple[dict[str, str], float]]]]:
@@ -144,7 +145,7 @@ def test_counters_count() -> None:
         return sample or 0.0
 
     before = value("rejected", "signature-stale"), value("accepted")
-    metrics.WEBHOOK_REJECTED[Rejection.STALE].inc()
+    endpoint.REJECTED[Rejection.STALE].inc()
     metrics.WEBHOOK_ACCEPTED.inc(2)
     assert (value("rejected", "signature-stale"), value("accepted")) == (before[0] + 1, before[1] + 2)
 

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from app import events
 from app.webhook import payloads
 
 T = datetime(2026, 11, 1, tzinfo=UTC)
@@ -19,7 +20,7 @@ V1 = (
 
 def test_known_event_is_recognised_and_fetches_its_order() -> None:
     e = payloads.to_event(V1, T, T)
-    assert e.type == payloads.TYPE_STATUS_CHANGED_V1
+    assert e.type == events.WEBHOOK_STATUS_CHANGED
     assert (e.stream, e.fetch_order_id, e.idempotency_key) == ("order-100", 100, "webhook:E1")
     assert e.raw == V1 and e.payload_json == V1.decode()
 
@@ -39,7 +40,7 @@ def test_known_event_is_recognised_and_fetches_its_order() -> None:
 )
 def test_anything_else_is_unrecognised_never_fetched(body: bytes, key: str | None) -> None:
     e = payloads.to_event(body, T, T)
-    assert e.type == payloads.TYPE_UNRECOGNIZED
+    assert e.type == events.WEBHOOK_UNRECOGNIZED
     assert e.fetch_order_id is None
     assert e.raw == body
     if key:
@@ -64,7 +65,7 @@ HOSTILE = {
 @pytest.mark.parametrize("body", HOSTILE.values(), ids=HOSTILE.keys())
 def test_a_body_that_decodes_badly_is_kept_verbatim_as_unrecognised(body: bytes) -> None:
     e = payloads.to_event(body, T, T)
-    assert e.type == payloads.TYPE_UNRECOGNIZED and e.fetch_order_id is None
+    assert e.type == events.WEBHOOK_UNRECOGNIZED and e.fetch_order_id is None
     assert e.raw == body
     e.idempotency_key.encode("utf-8")  # storable as text: no lone surrogate
     assert "\x00" not in e.idempotency_key
