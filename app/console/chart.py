@@ -41,8 +41,13 @@ def rate_chart(series: list[Series], end: datetime) -> str:
     """The SVG markup (safe to embed: every text is escaped)."""
     top = _nice_max(max((max(s.values, default=0) for s in series), default=0))
     plot_w, plot_h = _W - _PAD_L - 8, _H - _PAD_B - _PAD_T
-    x_of = lambda i: _PAD_L + plot_w * i / (MINUTES - 1)  # noqa: E731 - two tiny local scales
-    y_of = lambda v: _PAD_T + plot_h * (1 - v / top)  # noqa: E731
+
+    def x_of(i: int) -> float:
+        return _PAD_L + plot_w * i / (MINUTES - 1)
+
+    def y_of(v: float) -> float:
+        return _PAD_T + plot_h * (1 - v / top)
+
     parts = [
         f'<svg class="chart" viewBox="0 0 {_W} {_H}" role="img" '
         f'aria-label="webhooks per minute over the last hour">'
@@ -50,7 +55,9 @@ def rate_chart(series: list[Series], end: datetime) -> str:
     for frac in (0, 0.5, 1):
         y = y_of(top * frac)
         parts.append(f'<line class="grid" x1="{_PAD_L}" x2="{_W - 8}" y1="{y:.1f}" y2="{y:.1f}"/>')
-        parts.append(f'<text class="axis" x="{_PAD_L - 6}" y="{y + 4:.1f}" text-anchor="end">{int(top * frac)}</text>')
+        parts.append(
+            f'<text class="axis" x="{_PAD_L - 6}" y="{y + 4:.1f}" text-anchor="end">{int(top * frac)}</text>'
+        )
     last = end.replace(second=0, microsecond=0)
     for i, label in ((0, -59), (30, -29), (59, 0)):
         minute = last + timedelta(minutes=label)
@@ -60,7 +67,10 @@ def rate_chart(series: list[Series], end: datetime) -> str:
         )
     for s in series:
         points = " ".join(f"{x_of(i):.1f},{y_of(v):.1f}" for i, v in enumerate(s.values))
-        parts.append(f'<polyline class="line {escape(s.css)}" points="{points}"><title>{escape(s.name)}</title></polyline>')
+        parts.append(
+            f'<polyline class="line {escape(s.css)}" points="{points}">'
+            f"<title>{escape(s.name)}</title></polyline>"
+        )
         for i, v in enumerate(s.values):
             if v:
                 minute = last - timedelta(minutes=MINUTES - 1 - i)
