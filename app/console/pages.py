@@ -36,14 +36,43 @@ class Overview:
     forwarder: dict[str, Any] | None
 
 
-async def overview(pool: asyncpg.Pool) -> Overview:
+class MinuteCache:
+    """Webhook counts of sealed minutes, so each render reads only the minutes still open.
+
+    A minute is sealed :data:`SEAL_AFTER` after it ends (a delivery is stamped ``received_at`` when it
+    arrives and commits within a moment, never a minute later). At 300,000 webhooks an hour, counting the
+    whole hour takes about half a second; with the cache a render counts one or two minutes.
+    """
+
+    SEAL_AFTER = timedelta(minutes=1)
+
+    def __init__(self) -> None:
+        self._sealed: dict[datetime, tuple[int, int]] = {}
+
+    async def counts(self, pool: asyncpg.Pool, now: datetime) -> dict[datetime, tuple[int, int]]:
+        """Minute → (received, unrecognised) for the last hour ending at ``now``."""
+        first = (now - timedelta(minutes=59)).replace(second=0, microsecond=0)
+        for minute in [m for m in self._sealed if m < first]:
+            del self._sealed[minute]
+        start = first
+        while start in self._sealed:
+            start += timedelta(minutes=1)
+        rows = await guard(pool.fetch(_Q["webhook_minutes"], start))
+        fresh = {r["minute"]: (int(r["received"]), int(r["unrecognized"])) for r in rows}
+        minute = start
+        while minute + timedelta(minutes=1) + self.SEAL_AFTER <= now:
+            self._sealed[minute] = fresh.get(minute, (0, 0))
+            minute += timedelta(minutes=1)
+        return {**self._sealed, **fresh}
+
+
+async def overview(pool: asyncpg.Pool, cache: MinuteCache) -> Overview:
     """Health, lags, queue, dead letters, parked events, passes and the last hour's webhook rates."""
     report = await status.collect(pool)
     verdict, reasons = status.assess(report)
-    since = report.checked_at - timedelta(minutes=59)
-    rows = await guard(pool.fetch(_Q["webhook_minutes"], since.replace(second=0, microsecond=0)))
-    received = {r["minute"]: int(r["received"]) for r in rows}
-    unrecognized = {r["minute"]: int(r["unrecognized"]) for r in rows}
+    counts = await cache.counts(pool, report.checked_at)
+    received = {m: c[0] for m, c in counts.items()}
+    unrecognized = {m: c[1] for m, c in counts.items()}
     series = [
         Series("received", "received", minute_series(received, report.checked_at)),
         Series(

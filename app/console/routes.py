@@ -59,6 +59,7 @@ def console_handlers(services: Services) -> list[ControllerRouterHandler]:
     csrf = Csrf(services.settings.admin_token)
     token = services.settings.admin_token
     pool = services.pool
+    minutes = pages.MinuteCache()
 
     def render(name: str, status_code: int = 200, **context: Any) -> Response[str]:
         html = env.get_template(name).render(
@@ -76,7 +77,7 @@ def console_handlers(services: Services) -> list[ControllerRouterHandler]:
 
     @get("/", name="overview")
     async def overview() -> Response[str]:
-        return render("overview.html", view=await pages.overview(pool), page="overview")
+        return render("overview.html", view=await pages.overview(pool, minutes), page="overview")
 
     @get("/search")
     async def search(q: str = "") -> Response[Any]:
