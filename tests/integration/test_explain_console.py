@@ -153,3 +153,45 @@ async def test_redrive_from_the_console_needs_the_token_and_requeues(
         assert done.status_code == 303
     row = await admin.fetchrow("SELECT dead_at, attempts FROM bunsync.fetch_queue WHERE order_id = 5")
     assert row is not None and row["dead_at"] is None and row["attempts"] == 0  # pending again
+
+
+def test_the_cli_prints_the_same_json_and_exits_1_for_an_unknown_order(database_url: str) -> None:
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    from app.store import db
+
+    async def seed() -> None:
+        pool = await db.create_pool(database_url, min_size=1, max_size=2)
+        try:
+            await append(pool, webhook(42, [(421, "PAYMENT_RECEIVED")], at(0)))
+            await append(pool, observed(42, [(421, "SHIP_READY", at(60))]))
+            await project_all(pool)
+        finally:
+            await pool.close()
+
+    asyncio.run(seed())
+    env = {**os.environ, "BUNSYNC_DATABASE_URL": database_url, "BUNSYNC_LOG_FORMAT": "json"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "app.cli", "explain", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    unknown = cli("77")
+    assert unknown.returncode == 1 and "never seen order 77" in unknown.stderr
+    shown = cli("42", "--json")
+    assert shown.returncode == 0, shown.stderr
+    items = msgspec.json.decode(shown.stdout)["items"]
+    assert [(i["order_item_id"], i["status"], i["source"]) for i in items] == [
+        (421, "SHIP_READY", "get_order")
+    ]
+    text = cli("42")
+    assert text.returncode == 0 and "SHIP_READY from Get Order" in text.stdout
