@@ -39,3 +39,7 @@ run_sandbox  # app.sandbox.server: an in-process sandbox
 _.api_calls  # app.sandbox.counters: API calls by endpoint and status
 FINAL_STATUSES  # app.sandbox.lifecycle
 START  # app.store.event_log: the checkpoint before every event
+# Fields read only by the console's Jinja2 templates or encoded to JSON by msgspec (explain --json).
+_.chart_svg
+_.totals
+_.enqueued_at

@@ -196,6 +196,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status_cmd.set_defaults(handler=commands.cmd_status)
 
+    explain_cmd = sub.add_parser(
+        "explain",
+        help="an order's whole story from the log, and why each item shows its status",
+        description="Read every event of the order from the log (not the views): position, type, source, "
+        "times, the item statuses each reports and what each did; the fetch job; the reconcile passes that "
+        "listed it; and per item the current status with the reason in words, by the projector's own "
+        "rule. Exit 1 when the log has never seen the order.",
+    )
+    explain_cmd.add_argument("order_id", type=int, metavar="ORDER_ID")
+    explain_cmd.add_argument("--json", action="store_true", help="JSON (as GET /api/orders/ORDER_ID)")
+    explain_cmd.set_defaults(handler=commands.cmd_explain)
+
     rebuild_cmd = sub.add_parser(
         "rebuild",
         help="rebuild projections from the log without taking the views away",

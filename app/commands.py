@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shutil
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
@@ -18,9 +19,10 @@ from typing import Any, NoReturn
 
 import asyncpg
 import uvloop
+from rich.console import Console
 
 from app import fetcher, reconciler, service
-from app.ops import status
+from app.ops import explain, explain_text, status
 from app.privacy import erasure, redaction
 from app.progress import progress_reporter
 from app.settings import Settings
@@ -217,6 +219,27 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         return status.EXIT_UNREACHABLE
     with database(settings) as dsn:
         return _run_async(report)
+
+
+def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
+    async def run(stop: asyncio.Event) -> int:
+        # Read-only: the service's own login suffices (never the owner's).
+        pool = await db.create_pool(await roles.service_dsn(dsn, settings.app_password), max_size=1)
+        try:
+            found = await explain.explain(pool, args.order_id)
+        finally:
+            await pool.close()
+        if found is None:
+            print(f"bunsync: the log has never seen order {args.order_id}", file=sys.stderr)
+            return 1
+        if args.json:
+            sys.stdout.buffer.write(explain.encode_json(found[0]) + b"\n")
+        else:
+            explain_text.render(found[0], Console(width=max(100, shutil.get_terminal_size().columns)))
+        return 0
+
+    with database(settings) as dsn:
+        return _run_async(run)
 
 
 def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:

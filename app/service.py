@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import structlog
 
 from app.bunjang.client import BunjangClient
+from app.console.routes import console_handlers
 from app.fetcher import Fetcher
 from app.http.operator_app import OPERATOR_LISTENER, create_admin_app
 from app.http.refusals import RefusalLog
@@ -136,7 +137,7 @@ async def run(settings: Settings, dsn: str, roles: Roles, stop: asyncio.Event) -
             tasks["http"] = asyncio.create_task(server.serve(), name="http")
         if settings.admin_port:
             server, _ = build_server(
-                create_admin_app(services),
+                create_admin_app(services, extra_handlers=console_handlers(services)),
                 settings.admin_host,
                 settings.admin_port,
                 operator_limits,

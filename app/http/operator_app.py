@@ -5,7 +5,8 @@ later routes (the console, ``/api/orders/{id}``, ``/feed``) are passed as ``extr
 protected like the rest by ONE guard, :func:`operator_guard`. When ``BUNSYNC_ADMIN_TOKEN`` is set,
 every route needs ``Authorization: Bearer <token>`` (compared in constant time) unless its handler is
 marked public (``opt=PUBLIC``: only ``/health/*`` here); otherwise the answer is 401 problem+json.
-A later sign-in form can add a session check to :func:`authenticated` without touching any route.
+The console's sign-in form sets a session cookie that :func:`authenticated` also accepts; a browser
+asking for a page without either is sent to the form.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import hmac
 from collections.abc import Sequence
 from typing import Any
 
-from litestar import Litestar, Response, get
+from litestar import Litestar, Request, Response, get
 from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.response import Redirect
 from litestar.types import ControllerRouterHandler
 
+from app.console.auth import SESSION_COOKIE, session_valid
 from app.http.webhook_app import (
     Services,
     http_exception_handler,
@@ -38,13 +41,32 @@ PUBLIC: dict[str, Any] = {"public": True}
 _BEARER = "bearer "
 
 
+def token_matches(given: str, token: str) -> bool:
+    """Constant-time comparison of a presented token with the configured one."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode("utf-8"))
+
+
 def authenticated(connection: ASGIConnection[Any, Any, Any, Any], token: str) -> bool:
-    """Whether the request carries ``Authorization: Bearer <token>`` (constant-time comparison)."""
+    """Whether the request carries ``Authorization: Bearer <token>`` (constant-time comparison), or
+    the console's sign-in session cookie (:mod:`app.console.auth`)."""
     header = connection.headers.get("authorization", "")
     if header[: len(_BEARER)].lower() != _BEARER:
-        return False
+        return session_valid(connection.cookies.get(SESSION_COOKIE), token)
     given = header[len(_BEARER) :].strip().encode("latin-1")  # the header's bytes, as sent
     return hmac.compare_digest(given, token.encode("utf-8"))
+
+
+def _sign_in_redirect(fallback: Any) -> Any:
+    """401 on a console page a browser asked for: to the sign-in form; anything else: problem+json."""
+
+    def handle(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+        wants_html = "text/html" in request.headers.get("accept", "")
+        if exc.status_code == 401 and request.method == "GET" and wants_html:
+            return Redirect("/sign-in", status_code=303)
+        result: Response[Any] = fallback(request, exc)
+        return result
+
+    return handle
 
 
 def operator_guard(token: str | None) -> Any:
@@ -100,7 +122,7 @@ def create_admin_app(services: Services, extra_handlers: Sequence[ControllerRout
         guards=[operator_guard(services.settings.admin_token)],
         middleware=[with_request_id],
         exception_handlers={
-            HTTPException: http_exception_handler(OPERATOR_LISTENER, services.refusals),
+            HTTPException: _sign_in_redirect(http_exception_handler(OPERATOR_LISTENER, services.refusals)),
             StorageUnavailable: storage_unavailable,
             Exception: unexpected,
         },

@@ -28,7 +28,7 @@ from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from app.http.refusals import RefusalLog
 from app.logs import REQUEST_ID_HEADER, request_id
-from app.ops import metrics
+from app.ops import metrics, rates
 from app.store.db import StorageUnavailable
 from app.webhook import payloads, signature
 from app.webhook.ingest import Ingestor, Outcome
@@ -170,6 +170,7 @@ class WebhookEndpoint:
         refusal (cheapest checks first, before the body is read) and return ``None``."""
         if scope.get("method") != "POST":
             metrics.WEBHOOK_METHOD_NOT_ALLOWED.inc()
+            rates.REJECTED_WEBHOOKS.add()
             self._refusals.note(_LISTENER, "method-not-allowed")
             await _problem(
                 send, rid, 405, "method-not-allowed", "Method not allowed", "use POST", allow=b"POST"
@@ -210,6 +211,7 @@ class WebhookEndpoint:
 
     async def _rejected(self, send: Send, rid: bytes, exc: signature.SignatureError) -> None:
         REJECTED[exc.reason].inc()
+        rates.REJECTED_WEBHOOKS.add()
         self._refusals.note(_LISTENER, exc.reason.value)
         await _problem(send, rid, 401, exc.reason.value, "Webhook signature rejected", exc.detail)
 

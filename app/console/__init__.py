@@ -1,0 +1,1 @@
+"""The operator console: server-rendered pages on the operator listener (see routes.py)."""
