@@ -116,3 +116,7 @@ GRANT SELECT, INSERT ON bunsync.item_changes TO bunsync_service;
 GRANT SELECT, INSERT, UPDATE ON bunsync.item_change_heads TO bunsync_service;
 GRANT SELECT, UPDATE ON bunsync.feed_forwarder TO bunsync_service;
 GRANT EXECUTE ON FUNCTION bunsync.feed_lock_key() TO bunsync_service;
+
+-- The feed projection starts at the beginning of the log: on an existing deployment its first pass
+-- emits each item's confirmed history once, then follows the log.
+INSERT INTO bunsync.projection_checkpoints (projection) VALUES ('item_changes') ON CONFLICT DO NOTHING;
