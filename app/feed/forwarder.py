@@ -169,6 +169,7 @@ class _Session:
         self.pool, self.config = owner.pool, owner.config
         self.client, self.lock_conn = client, lock_conn
         self.stop, self.lost, self.wake = stop, lost, wake
+        self.idle = False  # whether the row already says idle (saves a write per empty poll)
 
     def _check_lock(self) -> None:
         if self.lost.is_set() or self.lock_conn.is_closed():
@@ -178,15 +179,18 @@ class _Session:
         while not self.stop.is_set():
             self._check_lock()
             self.wake.clear()
-            rows = await read_after(self.pool, cursor, BATCH)
+            rows = await read_after(self.lock_conn, cursor, BATCH)
             for row in rows:
                 if not await self._deliver(row):
                     return  # stopping, or paused
                 cursor = row.feed_position
             if rows:
                 continue
-            async with self.pool.acquire() as conn:
-                await db.guard(conn.execute(_Q["idle"]))
+            if not self.idle:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    await db.guard(conn.execute(_Q["relaxed_commit"]))
+                    await db.guard(conn.execute(_Q["idle"]))
+                self.idle = True
             await wait_any([self.stop, self.wake, self.lost], self.config.poll_s)
             await db.guard(self.lock_conn.fetchval(_PING))
 
@@ -197,10 +201,12 @@ class _Session:
         while not self.stop.is_set():
             self._check_lock()
             result, error = await self._attempt(row, payload)
+            if result == DELIVERED:
+                # On the forwarder's own connection: no pool round trips on the hot path.
+                await db.guard(self.lock_conn.execute(_Q["delivered"], row.feed_position))
+                self.idle = False
+                return True
             async with self.pool.acquire() as conn:
-                if result == DELIVERED:
-                    await db.guard(conn.execute(_Q["delivered"], row.feed_position))
-                    return True
                 if result == GONE:
                     await db.guard(conn.execute(_Q["paused"], self.config.url, error))
                     log.error(

@@ -60,10 +60,9 @@ def _row(r: asyncpg.Record) -> FeedRow:
     )
 
 
-async def read_after(pool: asyncpg.Pool, after: int, limit: int) -> list[FeedRow]:
-    """Up to ``limit`` changes after cursor ``after``, in feed order."""
-    async with pool.acquire() as conn:
-        return [_row(r) for r in await db.guard(conn.fetch(_Q["read_after"], after, limit))]
+async def read_after(source: asyncpg.Pool | asyncpg.Connection, after: int, limit: int) -> list[FeedRow]:
+    """Up to ``limit`` changes after cursor ``after``, in feed order (on a pool or a connection)."""
+    return [_row(r) for r in await db.guard(source.fetch(_Q["read_after"], after, limit))]
 
 
 class FeedWaker:
