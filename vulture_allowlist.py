@@ -43,3 +43,5 @@ START  # app.store.event_log: the checkpoint before every event
 _.chart_svg
 _.totals
 _.enqueued_at
+_.last_error_at  # app.feed.health: in /status JSON
+_.last_delivered_at  # app.feed.health: in /status JSON

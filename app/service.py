@@ -21,6 +21,9 @@ import structlog
 
 from app.bunjang.client import BunjangClient
 from app.console.routes import console_handlers
+from app.feed.forwarder import ForwardConfig, Forwarder
+from app.feed.reader import FeedWaker
+from app.feed.route import feed_handler
 from app.fetcher import Fetcher
 from app.http.operator_app import OPERATOR_LISTENER, create_admin_app
 from app.http.refusals import RefusalLog
@@ -136,8 +139,12 @@ async def run(settings: Settings, dsn: str, roles: Roles, stop: asyncio.Event) -
             servers.append(server)
             tasks["http"] = asyncio.create_task(server.serve(), name="http")
         if settings.admin_port:
+            waker = FeedWaker(dsn)
+            tasks["feed-listener"] = asyncio.create_task(waker.run(stop), name="feed-listener")
             server, _ = build_server(
-                create_admin_app(services, extra_handlers=console_handlers(services)),
+                create_admin_app(
+                    services, extra_handlers=[*console_handlers(services), feed_handler(pool, waker)]
+                ),
                 settings.admin_host,
                 settings.admin_port,
                 operator_limits,
@@ -159,6 +166,9 @@ async def run(settings: Settings, dsn: str, roles: Roles, stop: asyncio.Event) -
             tasks["fetch"] = asyncio.create_task(workers.run(stop), name="fetch")
         if roles.projectors:
             tasks["projectors"] = asyncio.create_task(run_projectors(pool, dsn, stop), name="projectors")
+        if settings.forward_url is not None and settings.forward_key is not None:
+            config = ForwardConfig(url=settings.forward_url, key=settings.forward_key, holder=worker_id())
+            tasks["forwarder"] = asyncio.create_task(Forwarder(pool, dsn, config).run(stop), name="forwarder")
         if roles.scheduler:
             jobs = Jobs(pool, dsn, client, settings, workers)
             tasks["scheduler"] = asyncio.create_task(jobs.run(stop), name="scheduler")

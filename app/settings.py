@@ -13,7 +13,10 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from app.feed import signing
 
 T = TypeVar("T")
 
@@ -62,6 +65,10 @@ class Settings:
         bunjang_request_deadline_s: the total time one request to Bunjang may take, body included.
         reconcile_max_pages: the most List Orders pages read per 15-day window.
         reconcile_pass_deadline_s: the longest a reconcile pass may run before it is cut (failed).
+        forward_url: the partner's endpoint that receives the change feed as Standard Webhooks
+            (``BUNSYNC_FORWARD_URL``; ``None``: forwarding off).
+        forward_key: the signing key of ``BUNSYNC_FORWARD_SECRET`` (``whsec_`` + base64), decoded;
+            required together with ``forward_url``. Never shown in a repr or a log.
     """
 
     database_url: str | None
@@ -92,6 +99,8 @@ class Settings:
     bunjang_request_deadline_s: int = 30
     reconcile_max_pages: int = 1000
     reconcile_pass_deadline_s: int = 3600
+    forward_url: str | None = None
+    forward_key: bytes | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, is_tty: bool | None = None) -> Settings:
@@ -131,6 +140,7 @@ class Settings:
             bunjang_request_deadline_s=r.get("BUNSYNC_BUNJANG_REQUEST_DEADLINE_S", "30", _positive_int),
             reconcile_max_pages=r.get("BUNSYNC_RECONCILE_MAX_PAGES", "1000", _positive_int),
             reconcile_pass_deadline_s=r.get("BUNSYNC_RECONCILE_PASS_DEADLINE_S", "3600", _positive_int),
+            **_forwarding(r),
         )
 
     def require_service_credentials(self) -> None:
@@ -295,6 +305,35 @@ def _base64_or_empty(raw: str) -> str:
         except (binascii.Error, ValueError):
             raise ValueError("must be base64, as Bunjang issues it") from None
     return raw
+
+
+def _forwarding(r: _Reader) -> dict[str, Any]:
+    """``forward_url`` and ``forward_key``: both set, or neither."""
+    url = r.get("BUNSYNC_FORWARD_URL", None, _forward_url)
+    key = r.get("BUNSYNC_FORWARD_SECRET", None, _forward_secret)
+    if url is not None and key is None:
+        raise ConfigError("BUNSYNC_FORWARD_SECRET", "required with BUNSYNC_FORWARD_URL: 'whsec_' + base64")
+    if key is not None and url is None:
+        raise ConfigError("BUNSYNC_FORWARD_URL", "required with BUNSYNC_FORWARD_SECRET: the endpoint to call")
+    return {"forward_url": url, "forward_key": key}
+
+
+def _forward_url(raw: str) -> str | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials (the requests are signed with BUNSYNC_FORWARD_SECRET)")
+    return raw
+
+
+def _forward_secret(raw: str) -> bytes | None:
+    if not raw.strip():
+        return None
+    return signing.parse_secret(raw)
 
 
 def _log_format(raw: str) -> str:

@@ -139,3 +139,38 @@ class HostileInputCollector(Collector):
 
 
 REGISTRY.register(HostileInputCollector())
+
+
+class ForwardingCollector(Collector):
+    """The change feed's forwarder (issue 13), from the scrape's snapshot (:class:`DatabaseCollector`)."""
+
+    def collect(self) -> Iterator[Metric]:
+        report = _DATABASE.snapshot
+        if report is None or report.forwarding is None:
+            return
+        f = report.forwarding
+        yield _gauge("bunsync_feed_head_position", "The change feed's last feed_position.", f.feed_head)
+        yield _gauge(
+            "bunsync_forward_delivered_position",
+            "The last feed_position the partner's endpoint acknowledged (the forwarder's cursor).",
+            f.delivered_through,
+        )
+        yield _gauge(
+            "bunsync_forward_lag_changes", "Changes not yet acknowledged by the endpoint.", f.lag_changes
+        )
+        yield _gauge(
+            "bunsync_forward_lag_seconds",
+            "Age of the oldest change not yet acknowledged (0 when caught up); alert above a few minutes.",
+            f.lag_seconds or 0.0,
+        )
+        yield _gauge(
+            "bunsync_forward_paused", "1 when an endpoint's 410 Gone paused forwarding.", f.state == "paused"
+        )
+        yield _gauge(
+            "bunsync_forward_failed_attempts",
+            "Failed attempts at the change being delivered now.",
+            f.attempts,
+        )
+
+
+REGISTRY.register(ForwardingCollector())

@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from app.feed import health as feed_health
 from app.store import db
 from app.store.db import Connection
 from app.store.sqlfiles import queries
@@ -178,6 +179,8 @@ class StatusReport(msgspec.Struct, frozen=True):
     #: Position of the newest event in the log (0 while it is empty).
     log_head_position: int = 0
     anomalies: HostileInput = msgspec.field(default_factory=HostileInput)
+    #: The change feed's forwarder (issue 13).
+    forwarding: feed_health.Forwarding | None = None
 
 
 @db.operation
@@ -210,6 +213,7 @@ async def _read(conn: Connection) -> StatusReport:
         webhook_conflicts=int(health["webhook_conflicts"]),
         log_head_position=int(health["log_head_position"]),
         anomalies=await _hostile_input(conn),
+        forwarding=await feed_health.read(conn),
     )
 
 
@@ -303,6 +307,8 @@ def assess(report: StatusReport, *, max_lag: int = DEFAULT_MAX_LAG) -> tuple[Ver
             "fix the cause, then wait for the next pass or run `bunsync reconcile`"
         )
     reasons += _hostile_reasons(report.anomalies)
+    if report.forwarding is not None:
+        reasons += feed_health.reasons(report.forwarding)
     return (Verdict.DEGRADED if reasons else Verdict.HEALTHY), reasons
 
 
@@ -421,6 +427,7 @@ def render_text(report: StatusReport, verdict: Verdict, reasons: list[str]) -> s
         *_parked_lines(report.parked_events, now),
         *_reconcile_lines(report, now),
         *_hostile_lines(report.anomalies, now),
+        *([_label("Forwarding", feed_health.line(report.forwarding))] if report.forwarding else []),
     ]
     return "\n".join(out) + "\n"
 

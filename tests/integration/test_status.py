@@ -16,7 +16,7 @@ from projections import engine
 from tests.projections.factory import append, at, observed, observed_body, project_all
 
 T0 = datetime(2026, 2, 1, tzinfo=UTC)
-PROJECTIONS = {"order_item_history", "order_item_status", "orders"}
+PROJECTIONS = {"order_item_history", "order_item_status", "orders", "item_changes"}
 
 
 def _event(key: str, *, order_id: int | None = None, type_: str = "test.event") -> NewEvent:
