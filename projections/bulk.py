@@ -24,8 +24,8 @@ reads such a field as absent and records it in ``item_anomalies`` (a table of th
 both the row and the anomaly come from the one rule.
 
 Then the engine catches up from that checkpoint as usual. The SQL restates the rule of
-:func:`projections.rules.apply_status`; ``tests/projections/test_bulk.py`` checks that both agree on
-random event sets, including out-of-order commits and malformed payloads.
+:func:`projections.rules.apply_status`; ``tests/integration/test_projection_bulk.py`` checks that both
+agree on random event sets, including out-of-order commits and malformed payloads.
 """
 
 from __future__ import annotations

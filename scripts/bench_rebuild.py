@@ -1,4 +1,7 @@
-"""Rebuild benchmark (run by scripts/bench_rebuild).
+"""Benchmark `bunsync rebuild order_item_status` against a set-based SQL ceiling on a throwaway cluster.
+
+Usage: .venv/bin/python scripts/bench_rebuild.py [--events N] [--items N]
+(defaults: 1,000,000 events over 100,000 items; scripts/bench.py runs it).
 
 Starts a throwaway PostgreSQL cluster, loads N events over M items with COPY, then measures in the
 same run (a) the ceiling: one INSERT ... SELECT DISTINCT ON (item) ... ORDER BY item, position DESC
@@ -14,20 +17,22 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import benchlib
+from benchlib import ROOT
+
+benchlib.reexec_in_venv(__file__)
 sys.path.insert(0, str(ROOT))
 
 from app.store import db, migrations  # noqa: E402
 
-PG_CTL = str(ROOT / "scripts" / "pg_ctl_unprivileged")
 STATUSES = ["PAYMENT_RECEIVED", "SHIP_READY", "IN_TRANSIT", "DELIVERY_COMPLETED", "PURCHASE_CONFIRM"]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -73,17 +78,11 @@ print(json.dumps({"seconds": seconds, "peak_mb": peak,
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def iso(t: datetime) -> str:
     return t.isoformat().replace("+00:00", "Z")
 
 
-def records(n_events: int, n_items: int, rng: random.Random):  # type: ignore[no-untyped-def]
+def records(n_events: int, n_items: int, rng: random.Random) -> Iterator[tuple[str | datetime | None, ...]]:
     """Round r touches every item once (item = i % n_items): webhooks, Get Order (sometimes stale),
     List Orders; statusUpdatedAt moves forward with the round."""
     for i in range(n_events):
@@ -93,7 +92,7 @@ def records(n_events: int, n_items: int, rng: random.Random):  # type: ignore[no
         t = T0 + timedelta(minutes=rnd * 10 + rng.random())
         kind = rnd % 3
         if kind == 0:
-            payload = {
+            payload: dict[str, object] = {
                 "eventId": f"e{i}",
                 "eventType": "order.status.changed",
                 "payloadVersion": "v1",
@@ -194,25 +193,12 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=100_000)
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="bunsync-bench-"))
-    data, port = base / "data", free_port()
-    subprocess.run([PG_CTL, "initdb", "-D", str(data), "-s", "-o", "-U postgres --auth=trust"], check=True)
-    subprocess.run(
-        [
-            PG_CTL,
-            "start",
-            "-D",
-            str(data),
-            "-l",
-            str(base / "log" / "pg.log"),
-            "-w",
-            "-s",
-            "-o",
-            f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' "
-            "-c fsync=off -c synchronous_commit=off -c shared_buffers=256MB -c max_wal_size=4GB",
-        ],
-        check=True,
+    # Throughput of the rebuild itself, not of the disk: durability off on this throwaway cluster.
+    cluster = benchlib.Cluster(
+        base, settings="-c fsync=off -c synchronous_commit=off -c shared_buffers=256MB -c max_wal_size=4GB"
     )
-    dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    cluster.start()
+    dsn = cluster.dsn("postgres")
     try:
         loaded = asyncio.run(load(dsn, args.events, args.items))
         print(f"loaded {args.events:,} events over {args.items:,} items with COPY in {loaded:.1f}s")
@@ -239,7 +225,7 @@ def main() -> None:
         differ = asyncio.run(check_same(dsn))
         print(f"items where the ceiling's last-event status differs from the rule's: {differ:,}")
     finally:
-        subprocess.run([PG_CTL, "stop", "-D", str(data), "-m", "fast", "-s"], check=False)
+        cluster.stop()
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -1,11 +1,16 @@
 """Shared pieces of the benchmark scripts (stdlib only, importable before the venv is active).
 
 - :func:`reexec_in_venv`: run a script under the project's ``.venv`` whatever python started it;
+- :func:`free_port`, :func:`pg_bin`, :func:`clean_env`: a loopback port, a PostgreSQL binary, and an
+  environment without the caller's ``BUNSYNC_*`` settings;
 - :class:`Cluster`: a throwaway PostgreSQL cluster on 127.0.0.1, started with ``pg_ctl_unprivileged``
   (so it also works as root), stopped and removed by the caller;
+- :func:`serve`: a server process (``bunsync serve``, ``bunsync sandbox``, a baseline) from start, once it
+  answers a readiness URL, to SIGTERM at the end of the block;
 - :func:`machine`: the facts a benchmark table names (cores, CPU model, Python, kernel, load, date).
 
-``scripts/bench_ingest`` keeps its own copy of the cluster code; new benchmarks use this module.
+Every benchmark script is ``scripts/<name>.py`` and imports this module (``scripts/`` is on ``sys.path``
+when a script runs as ``python scripts/<name>.py``); see ``scripts/README.md``.
 """
 
 from __future__ import annotations
@@ -13,9 +18,15 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,6 +55,65 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def pg_bin(name: str) -> str:
+    """A PostgreSQL binary: the newest /usr/lib/postgresql/*/bin one (it matches the server binaries
+    pg_ctl uses), else the one on PATH."""
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: int(p.parts[-3]), reverse=True
+    )
+    if candidates:
+        return str(candidates[0])
+    found = shutil.which(name)
+    if found:
+        return found
+    raise BenchError(f"{name} not found: install the PostgreSQL server binaries (apt-get install postgresql)")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any ``BUNSYNC_*`` variable, plus ``extra``: a server under
+    benchmark is configured by the script alone, not by the shell that started it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUNSYNC_")}
+    return {**env, **extra}
+
+
+@contextlib.contextmanager
+def serve(
+    cmd: list[str], *, env: dict[str, str], ready_url: str, logfile: Path, name: str, deadline_s: float = 60
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``cmd`` (output to ``logfile``) until the block ends, once ``ready_url`` answers 200; raises
+    :class:`BenchError` with the log's tail if it exits or is not ready within ``deadline_s``."""
+    with logfile.open("wb") as log:
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    try:
+        end = time.monotonic() + deadline_s
+        while not _answers(ready_url):
+            if proc.poll() is not None:
+                raise BenchError(f"{name} exited with {proc.returncode}:\n{logfile.read_text()[-3000:]}")
+            if time.monotonic() > end:
+                raise BenchError(f"{name} not ready after {deadline_s:.0f} s:\n{logfile.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield proc
+    finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout_s``."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _answers(url: str) -> bool:
+    with contextlib.suppress(OSError, urllib.error.URLError), urllib.request.urlopen(url, timeout=2) as r:
+        return bool(r.status == 200)
+    return False
 
 
 def cpu_model() -> str:

@@ -101,7 +101,7 @@ $$ SELECT CASE jsonb_typeof(j) WHEN 'string' THEN pg_temp.bunsync_rfc3339(j #>> 
 -- observations in position order. It reads in commit-safe order (tx_id, position), which differs when
 -- transactions commit out of position order; and the fold treats an unsigned webhook and an item twice
 -- in one event in ways a set cannot. Items with any of those are left out, and folded in Python.
--- Test: tests/projections/test_bulk.py (random event sets: SQL == Python).
+-- Test: tests/integration/test_projection_bulk.py (random event sets: SQL == Python).
 -- Each level below is evaluated once per row (OFFSET 0 keeps the planner from copying a level's
 -- expressions into every use of its columns).
 WITH events AS (

@@ -1,10 +1,17 @@
-"""Helpers shared by the end-to-end tests: signed webhooks, the service's environment, database reads,
-and waiting until the views equal the sandbox's truth."""
+"""Helpers shared by the end-to-end tests: the running processes (``Serve``, ``SandboxProcess``), a TCP
+proxy that can cut the database, signed webhooks, the service's environment, database reads, and waiting
+until the views equal the sandbox's truth. Fixtures that start these are in ``tests/e2e/conftest.py``."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
+import socket
+import subprocess
+import threading
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -12,7 +19,135 @@ import httpx
 from app.sandbox.config import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
 from app.sandbox.demo import Mismatch, mismatches_against_truth
 from app.webhook.signature import sign
-from tests.e2e.conftest import SECRET, SandboxProcess, Serve
+
+SECRET = "e2e-secret"
+ENV_BASE = {
+    "BUNSYNC_WEBHOOK_SECRETS": f"old-secret,{SECRET}",
+    "BUNSYNC_BUNJANG_ACCESS_KEY": "e2e-access",
+    "BUNSYNC_BUNJANG_SECRET_KEY": "ZTJlLXNlY3JldC1rZXk=",
+    "BUNSYNC_LOG_FORMAT": "json",
+    # Never the real Bunjang from tests: a loopback port nothing listens on (tests that need an API
+    # start the sandbox and override this).
+    "BUNSYNC_BUNJANG_BASE_URL": "http://127.0.0.1:9",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Serve:
+    """A running ``bunsync serve`` process: ``url`` is its webhook listener, ``admin_url`` its operator
+    listener (``/status``, ``/metrics``; ``None`` when ``BUNSYNC_ADMIN_PORT=0``)."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+    admin_url: str | None = None
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout)
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path, deadline_s: float = 60) -> None:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            raise AssertionError(f"bunsync serve exited with {process.returncode}:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"bunsync serve not ready after {deadline_s} s:\n{log_path.read_text()}")
+
+
+def limit_open_files(n: int | None) -> None:
+    """In a child before exec: soft and hard RLIMIT_NOFILE of ``n`` (fd exhaustion tests)."""
+    import resource
+
+    if n:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+
+
+@dataclass
+class SandboxProcess:
+    """A running ``bunsync sandbox`` process."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+
+    def admin(self, method: str, path: str, **kw: object) -> httpx.Response:
+        return httpx.request(method, f"{self.url}/_sandbox/{path}", timeout=60, **kw)  # type: ignore[arg-type]
+
+
+class TcpProxy:
+    """A loopback TCP proxy to PostgreSQL, on its own thread, that a test can cut (an outage)."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.base_events.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(10)
+
+    def cut(self) -> None:
+        """Refuse new connections and drop the open ones."""
+        asyncio.run_coroutine_threadsafe(self._cut(), self._loop).result(10)
+
+    def restore(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(10)
+
+    def close(self) -> None:
+        self.cut()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _cut(self) -> None:
+        if self._server:
+            self._server.close()
+            self._server = None
+        for w in list(self._writers):
+            w.transport.abort()
+        self._writers.clear()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
 
 def webhook_body(

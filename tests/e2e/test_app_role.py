@@ -13,9 +13,8 @@ from collections.abc import Callable
 import pytest
 from pytest_postgresql.executors import PostgreSQLExecutor
 
-from tests.e2e.conftest import ENV_BASE, Serve, free_port
-from tests.e2e.helpers import bunsync_env, fetch_rows, post_webhook, webhook_body
-from tests.pg_hba import password_required
+from tests.e2e.helpers import ENV_BASE, Serve, bunsync_env, fetch_rows, free_port, post_webhook, webhook_body
+from tests.fixtures.pg_hba import password_required
 
 pytestmark = pytest.mark.e2e
 

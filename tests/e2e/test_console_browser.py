@@ -11,8 +11,17 @@ from pathlib import Path
 import pytest
 
 from tests.e2e import browser
-from tests.e2e.conftest import SandboxProcess, Serve, free_port
-from tests.e2e.helpers import bunsync_env, fetch_rows, post_webhook, scalar, wait_in_sync, webhook_body
+from tests.e2e.helpers import (
+    SandboxProcess,
+    Serve,
+    bunsync_env,
+    fetch_rows,
+    free_port,
+    post_webhook,
+    scalar,
+    wait_in_sync,
+    webhook_body,
+)
 
 pytestmark = pytest.mark.e2e
 TOKEN = "browser-test-token-0123456789"
@@ -29,14 +38,16 @@ def _wait(check: Callable[[], bool], deadline_s: float, what: str) -> None:
 def test_console_in_a_real_browser(
     database_url: str,
     tmp_path: Path,
-    start_sandbox: Callable[..., SandboxProcess],
+    start_sandbox_process: Callable[..., SandboxProcess],
     start_serve: Callable[..., Serve],
 ) -> None:
     why = browser.missing()
     if why:
         pytest.skip(f"no browser: {why}")
     port = free_port()
-    sandbox = start_sandbox("--webhook-url", f"http://127.0.0.1:{port}/webhooks/bunjang", "--seed", "5")
+    sandbox = start_sandbox_process(
+        "--webhook-url", f"http://127.0.0.1:{port}/webhooks/bunjang", "--seed", "5"
+    )
     serve = start_serve(bunsync_env(database_url, sandbox, port, BUNSYNC_ADMIN_TOKEN=TOKEN), "--no-scheduler")
     sandbox.admin("POST", "orders", json={"count": 3})
     sandbox.admin("POST", "advance", json={"steps": 8})

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from app.webhook.signature import sign
-from tests.e2e.conftest import ENV_BASE, SECRET, Serve
+from tests.e2e.helpers import ENV_BASE, SECRET, Serve
 
 pytestmark = pytest.mark.e2e
 

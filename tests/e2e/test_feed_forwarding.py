@@ -22,9 +22,8 @@ import pytest
 
 from app.feed import signing
 from app.store import event_log
-from tests.e2e.conftest import Serve, free_port
-from tests.e2e.helpers import bunsync_env, scalar
-from tests.projections.factory import at, listed, observed, webhook
+from tests.e2e.helpers import Serve, bunsync_env, free_port, scalar
+from tests.fixtures.events import at, listed, observed, webhook
 
 pytestmark = pytest.mark.e2e
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

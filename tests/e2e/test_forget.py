@@ -12,8 +12,7 @@ from collections.abc import Callable
 
 from app.privacy.dump_scan import scan
 from app.privacy.personal_data import leaves
-from tests.e2e.conftest import SandboxProcess, Serve, free_port
-from tests.e2e.helpers import bunsync_env, fetch_rows, wait_in_sync
+from tests.e2e.helpers import SandboxProcess, Serve, bunsync_env, fetch_rows, free_port, wait_in_sync
 
 
 def _bunsync(database_url: str, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
@@ -29,10 +28,12 @@ def _personal_values(database_url: str) -> dict[int, list[str]]:
 
 
 def test_forget_erases_through_the_cli_and_the_dump_is_clean(
-    database_url: str, start_sandbox: Callable[..., SandboxProcess], start_serve: Callable[..., Serve]
+    database_url: str, start_sandbox_process: Callable[..., SandboxProcess], start_serve: Callable[..., Serve]
 ) -> None:
     port = free_port()
-    sandbox = start_sandbox("--webhook-url", f"http://127.0.0.1:{port}/webhooks/bunjang", "--seed", "7")
+    sandbox = start_sandbox_process(
+        "--webhook-url", f"http://127.0.0.1:{port}/webhooks/bunjang", "--seed", "7"
+    )
     serve = start_serve(bunsync_env(database_url, sandbox, port), "--no-scheduler")
     sandbox.admin("POST", "orders", json={"count": 5})
     assert wait_in_sync(sandbox, database_url, 30) == []

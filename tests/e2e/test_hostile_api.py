@@ -19,8 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import ENV_BASE, SandboxProcess, Serve, free_port
-from tests.e2e.helpers import bunsync_env, fetch_rows, scalar
+from tests.e2e.helpers import ENV_BASE, SandboxProcess, Serve, bunsync_env, fetch_rows, free_port, scalar
 
 pytestmark = pytest.mark.e2e
 
@@ -71,10 +70,12 @@ def _view(dsn: str, order_id: int) -> list[tuple[str, Any, str]]:
 
 
 def test_hostile_get_order_answers_become_anomalies_or_dead_letters_never_a_dead_process(
-    database_url: str, start_sandbox: Callable[..., SandboxProcess], start_serve: Callable[..., Serve]
+    database_url: str, start_sandbox_process: Callable[..., SandboxProcess], start_serve: Callable[..., Serve]
 ) -> None:
     port = free_port()
-    sandbox = start_sandbox("--webhook-url", f"http://127.0.0.1:{port}/webhooks/bunjang", "--orders", "9")
+    sandbox = start_sandbox_process(
+        "--webhook-url", f"http://127.0.0.1:{port}/webhooks/bunjang", "--orders", "9"
+    )
     truth = sandbox.admin("GET", "truth").json()["items"]
     orders = sorted({i["orderId"] for i in truth})
     nul, future, out_of_range, bad, wrong, oversize, drip, *fine = orders
@@ -215,9 +216,11 @@ def _shown(dsn: str, items: list[int]) -> dict[int, tuple[str, Any]]:
 
 
 def test_endless_and_dripping_pages_cannot_hold_a_pass_and_the_clock_is_watched(
-    database_url: str, start_sandbox: Callable[..., SandboxProcess], start_serve: Callable[..., Serve]
+    database_url: str, start_sandbox_process: Callable[..., SandboxProcess], start_serve: Callable[..., Serve]
 ) -> None:
-    sandbox = start_sandbox("--orders", "3", "--hostile", "endless-pages=true", "--hostile", "date-offset=5")
+    sandbox = start_sandbox_process(
+        "--orders", "3", "--hostile", "endless-pages=true", "--hostile", "date-offset=5"
+    )
     env = bunsync_env(
         database_url,
         sandbox,

@@ -26,8 +26,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.webhook.signature import sign
-from tests.e2e.conftest import ENV_BASE, SECRET, Serve, TcpProxy
-from tests.e2e.helpers import fetch_rows, post_webhook, webhook_body
+from tests.e2e.helpers import ENV_BASE, SECRET, Serve, TcpProxy, fetch_rows, post_webhook, webhook_body
 
 pytestmark = pytest.mark.e2e
 

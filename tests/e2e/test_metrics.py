@@ -12,8 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import Serve, TcpProxy
-from tests.e2e.helpers import post_webhook, webhook_body
+from tests.e2e.helpers import Serve, TcpProxy, post_webhook, webhook_body
 
 pytestmark = pytest.mark.e2e
 

@@ -6,17 +6,18 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.e2e.conftest import SandboxProcess, Serve, free_port
-from tests.e2e.helpers import bunsync_env, scalar, wait_in_sync
+from tests.e2e.helpers import SandboxProcess, Serve, bunsync_env, free_port, scalar, wait_in_sync
 
 pytestmark = pytest.mark.e2e
 
 
 def test_signed_webhooks_become_rows_with_the_api_times(
-    database_url: str, start_sandbox: Callable[..., SandboxProcess], start_serve: Callable[..., Serve]
+    database_url: str, start_sandbox_process: Callable[..., SandboxProcess], start_serve: Callable[..., Serve]
 ) -> None:
     port = free_port()
-    sandbox = start_sandbox("--webhook-url", f"http://127.0.0.1:{port}/webhooks/bunjang", "--seed", "3")
+    sandbox = start_sandbox_process(
+        "--webhook-url", f"http://127.0.0.1:{port}/webhooks/bunjang", "--seed", "3"
+    )
     # Without the scheduler: webhooks and the fetches they trigger alone must get it right.
     start_serve(bunsync_env(database_url, sandbox, port), "--no-scheduler")
     sandbox.admin("POST", "orders", json={"count": 10})
@@ -37,10 +38,10 @@ def test_signed_webhooks_become_rows_with_the_api_times(
 
 
 def test_thirty_percent_of_webhooks_dropped_are_recovered_by_reconciling(
-    database_url: str, start_sandbox: Callable[..., SandboxProcess], start_serve: Callable[..., Serve]
+    database_url: str, start_sandbox_process: Callable[..., SandboxProcess], start_serve: Callable[..., Serve]
 ) -> None:
     port = free_port()
-    sandbox = start_sandbox(
+    sandbox = start_sandbox_process(
         "--webhook-url",
         f"http://127.0.0.1:{port}/webhooks/bunjang",
         "--seed",
@@ -64,10 +65,12 @@ def test_thirty_percent_of_webhooks_dropped_are_recovered_by_reconciling(
 
 
 def test_an_outage_is_fully_recovered(
-    database_url: str, start_sandbox: Callable[..., SandboxProcess], start_serve: Callable[..., Serve]
+    database_url: str, start_sandbox_process: Callable[..., SandboxProcess], start_serve: Callable[..., Serve]
 ) -> None:
     port = free_port()
-    sandbox = start_sandbox("--webhook-url", f"http://127.0.0.1:{port}/webhooks/bunjang", "--seed", "7")
+    sandbox = start_sandbox_process(
+        "--webhook-url", f"http://127.0.0.1:{port}/webhooks/bunjang", "--seed", "7"
+    )
     env = bunsync_env(database_url, sandbox, port, BUNSYNC_RECONCILE_INTERVAL_S="2")
     first = start_serve(env)
     sandbox.admin("POST", "orders", json={"count": 15})

@@ -11,8 +11,7 @@ import httpx
 import pytest
 
 from app.webhook.signature import sign
-from tests.e2e.conftest import SECRET, Serve, TcpProxy
-from tests.e2e.helpers import post_webhook, webhook_body
+from tests.e2e.helpers import SECRET, Serve, TcpProxy, post_webhook, webhook_body
 
 pytestmark = pytest.mark.e2e
 

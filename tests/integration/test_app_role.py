@@ -18,7 +18,7 @@ from pytest_postgresql.executors import PostgreSQLExecutor
 from app import service
 from app.store import db, migrations, roles
 from app.store.roles import APP_ROLE, RoleError
-from tests.pg_hba import password_required
+from tests.fixtures.pg_hba import password_required
 
 _names = itertools.count()
 

@@ -20,7 +20,7 @@ from app.settings import Settings
 from app.store import event_log
 from app.store.event_log import NewEvent
 from projections.rebuild import rebuild
-from tests.projections.factory import project_all, table
+from tests.fixtures.events import project_all, table
 
 VIEWS = [
     "SELECT * FROM reporting.order_item_status",

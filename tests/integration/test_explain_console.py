@@ -17,7 +17,7 @@ from app.http.refusals import RefusalLog
 from app.http.webhook_app import Services
 from app.ops import explain
 from app.settings import Settings
-from tests.projections.factory import append, at, listed, observed, project_all, webhook
+from tests.fixtures.events import append, at, listed, observed, project_all, webhook
 
 TOKEN = "console-test-token-0123456789"
 LIFECYCLE = ["PAYMENT_RECEIVED", "SHIP_READY", "IN_TRANSIT", "DELIVERY_COMPLETED", "PURCHASE_CONFIRM"]

@@ -16,8 +16,7 @@ from app.store.event_log import START, NewEvent, RecordedEvent
 from projections.item_changes import ItemChanges, fold
 from projections.rebuild import rebuild
 from projections.rules import Observation
-from tests.projections.factory import append, at, eventually, listed, observed, project_all, webhook
-from tests.projections.test_engine import projectors
+from tests.fixtures.events import append, at, eventually, listed, observed, project_all, projectors, webhook
 
 STATUSES = ["PAYMENT_RECEIVED", "SHIP_READY", "IN_TRANSIT", "DELIVERY_COMPLETED", "PURCHASE_CONFIRM"]
 FEED = "SELECT * FROM bunsync.item_changes ORDER BY feed_position"

@@ -16,7 +16,7 @@ from app.bunjang.client import BunjangClient
 from app.fetcher import Backoff, Fetcher
 from app.sandbox.server import RunningSandbox
 from app.store.event_log import NewEvent
-from tests.projections.factory import eventually, project_all
+from tests.fixtures.events import eventually, project_all
 
 
 def _fetcher(pool: asyncpg.Pool, client: BunjangClient) -> Fetcher:

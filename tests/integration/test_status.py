@@ -13,7 +13,7 @@ from app.ops.status import Verdict
 from app.store import db, event_log, roles
 from app.store.event_log import NewEvent
 from projections import engine
-from tests.projections.factory import append, at, observed, observed_body, project_all
+from tests.fixtures.events import append, at, observed, observed_body, project_all
 
 T0 = datetime(2026, 2, 1, tzinfo=UTC)
 PROJECTIONS = {"order_item_history", "order_item_status", "orders", "item_changes"}

@@ -5,22 +5,17 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import msgspec
 import pytest
 
 from app.bunjang import errors
-from app.bunjang.client import BunjangClient
 from app.bunjang.windows import split_windows
 from app.sandbox import lifecycle
 from app.sandbox.faults import FaultSettings
 from app.sandbox.server import RunningSandbox, bind, url_of
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)  # the sandbox fixture's frozen start time
-StartSandbox = Callable[..., Awaitable[RunningSandbox]]
-MakeClient = Callable[..., Awaitable[BunjangClient]]
+from tests.fixtures.sandbox import T0, MakeClient, StartSandbox
 
 pytestmark = pytest.mark.timeout(60)
 

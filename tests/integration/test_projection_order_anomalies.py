@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from projections.rebuild import rebuild
-from tests.projections.factory import append, at, observed, observed_body, project_all, table
+from tests.fixtures.events import append, at, observed, observed_body, project_all, table
 
 ORDER = 4242
 #: The orders row the factory's Get Order body gives (order_id, then the fact columns).

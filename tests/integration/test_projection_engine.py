@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -16,7 +14,7 @@ from app.store.event_log import RecordedEvent
 from projections import engine
 from projections.engine import PROJECTIONS, lag, retry_parked, run_projectors
 from projections.order_item_status import OrderItemStatus
-from tests.projections.factory import append, at, eventually, observed, project_all, webhook
+from tests.fixtures.events import append, at, eventually, observed, project_all, projectors, webhook
 
 LOCK_HOLDERS = """
     SELECT l.pid FROM pg_locks AS l
@@ -24,18 +22,6 @@ LOCK_HOLDERS = """
       AND l.classid = (hashtext('bunsync.projector')::bigint & 4294967295)::oid
       AND l.objid = (hashtext($1)::bigint & 4294967295)::oid
 """
-
-
-@contextlib.asynccontextmanager
-async def projectors(pool: asyncpg.Pool, dsn: str, poll_s: float = 0.1) -> AsyncIterator[asyncio.Task[None]]:
-    """Run ``run_projectors`` in the background; stop it (and surface its error) on exit."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_projectors(pool, dsn, stop, poll_interval_s=poll_s))
-    try:
-        yield task
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
 
 
 async def _status(admin: asyncpg.Connection, item: int) -> str | None:

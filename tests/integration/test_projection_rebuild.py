@@ -13,8 +13,17 @@ from app.store.event_log import NewEvent
 from projections import bulk as bulk_module
 from projections import rebuild as rebuild_module
 from projections.rebuild import rebuild
-from tests.projections.factory import append, at, eventually, listed, observed, project_all, table, webhook
-from tests.projections.test_engine import projectors
+from tests.fixtures.events import (
+    append,
+    at,
+    eventually,
+    listed,
+    observed,
+    project_all,
+    projectors,
+    table,
+    webhook,
+)
 
 SNAPSHOT = [
     "SELECT * FROM bunsync.order_item_status",

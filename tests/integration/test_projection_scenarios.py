@@ -9,9 +9,8 @@ from hypothesis import HealthCheck, given, settings
 
 from app.store import db
 from projections.rules import HistoryRow, ItemState
-from tests.projections.factory import append, at, listed, observed, project_all, webhook
-from tests.projections.scenarios import Scenario, scenarios
-from tests.projections.test_rules import check_scenario
+from tests.fixtures.events import append, at, listed, observed, project_all, webhook
+from tests.fixtures.scenarios import Scenario, check_scenario, scenarios
 
 
 async def test_views_show_current_status_history_and_order_facts(

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from app.bunjang import errors
-from tests.bunjang.test_bunjang_transport import client_for
+from tests.fixtures.bunjang import client_for
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ORDER = {"data": {"order": {"id": 7, "orderItems": [{"id": 70, "status": "SHIP_READY"}]}}}

@@ -1,15 +1,14 @@
-#!/usr/bin/env python3
 """Run bunsync's three benchmarks and print ONE table of their figures and ratios.
 
 Runs, one after the other (each on its own throwaway PostgreSQL cluster, loopback only), and shows
 their output as it comes:
 
-  ingest     scripts/bench_ingest: `bunsync serve` under wrk (64 connections): req/s and p99, as ratios
+  ingest     scripts/bench_ingest.py: `bunsync serve` under wrk (64 connections): req/s and p99, as ratios
              to (a) pgbench inserting the same rows (the database's ceiling) and (b) a bare one-
              transaction-per-request app, both measured in the same run.
-  rebuild    scripts/bench_rebuild: `rebuild order_item_status` over N events (default 1,000,000):
+  rebuild    scripts/bench_rebuild.py: `rebuild order_item_status` over N events (default 1,000,000):
              events/s as a ratio to a set-based SQL ceiling (INSERT ... SELECT DISTINCT ON), peak RSS.
-  reconcile  scripts/bench_reconcile: one full List Orders backfill of N sandbox orders (default 100,000)
+  reconcile  scripts/bench_reconcile.py: one full List Orders backfill of N sandbox orders (default 100,000)
              on an empty database: time, orders/s, List Orders calls vs the minimum number of pages,
              and time as a ratio to paging alone (same client, no database).
   console    scripts/bench_console.py: the operator console's overview (GET /) with N events in the log
@@ -324,10 +323,24 @@ def parse_feed(report: Report, run_: Run) -> None:
         return
     f = json.loads(line.split(" ", 1)[1])
     ratio = f["throughput_per_s"] / f["ceiling_per_s"] if f["ceiling_per_s"] else float("nan")
-    report.add("feed", f"forwarding throughput, {f['changes']:,} changes", f"{f['throughput_per_s']:,.0f}/s",
-               f"bare signed POST loop: {f['ceiling_per_s']:,.0f}/s", f"{ratio:.2f}", "", "")
-    report.add("feed", f"  append-to-receipt latency at {f['rate']}/s p50 / p99", f"{f['p50_ms']} / {f['p99_ms']} ms",
-               "", "", "p99 <= 250 ms", _verdict(f["p99_ms"] <= 250))
+    report.add(
+        "feed",
+        f"forwarding throughput, {f['changes']:,} changes",
+        f"{f['throughput_per_s']:,.0f}/s",
+        f"bare signed POST loop: {f['ceiling_per_s']:,.0f}/s",
+        f"{ratio:.2f}",
+        "",
+        "",
+    )
+    report.add(
+        "feed",
+        f"  append-to-receipt latency at {f['rate']}/s p50 / p99",
+        f"{f['p50_ms']} / {f['p99_ms']} ms",
+        "",
+        "",
+        "p99 <= 250 ms",
+        _verdict(f["p99_ms"] <= 250),
+    )
 
 
 # -------------------------------------------------------------------------------------------- output
@@ -384,7 +397,7 @@ def print_markdown(report: Report, machine: dict[str, str], title: str) -> None:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="scripts/bench",
+        prog="scripts/bench.py",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Exit status: 0 every target and check passes, 1 one fails or a benchmark could not run.",
@@ -420,12 +433,13 @@ def main() -> int:
     report = Report()
     plan: dict[str, tuple[list[str], Callable[[Report, Run], None]]] = {
         "ingest": (
-            [str(SCRIPTS / "bench_ingest"), "--duration", str(args.ingest_duration)],
+            [sys.executable, str(SCRIPTS / "bench_ingest.py"), "--duration", str(args.ingest_duration)],
             lambda rep, r: parse_ingest(rep, r, args.ingest_duration),
         ),
         "rebuild": (
             [
-                str(SCRIPTS / "bench_rebuild"),
+                sys.executable,
+                str(SCRIPTS / "bench_rebuild.py"),
                 "--events",
                 str(args.rebuild_events),
                 "--items",
@@ -434,11 +448,17 @@ def main() -> int:
             lambda rep, r: parse_rebuild(rep, r, args.rebuild_events),
         ),
         "reconcile": (
-            [str(SCRIPTS / "bench_reconcile"), "--orders", str(args.reconcile_orders)],
+            [sys.executable, str(SCRIPTS / "bench_reconcile.py"), "--orders", str(args.reconcile_orders)],
             parse_reconcile,
         ),
-        "console": ([str(SCRIPTS / "bench_console.py"), *(["--events", "200000"] if args.quick else [])], parse_console),
-        "feed": ([str(SCRIPTS / "bench_feed.py"), *(["--quick"] if args.quick else [])], parse_feed),
+        "console": (
+            [sys.executable, str(SCRIPTS / "bench_console.py"), *(["--events", "200000"] * args.quick)],
+            parse_console,
+        ),
+        "feed": (
+            [sys.executable, str(SCRIPTS / "bench_feed.py"), *(["--quick"] if args.quick else [])],
+            parse_feed,
+        ),
     }
     started = time.monotonic()
     try:
@@ -450,7 +470,7 @@ def main() -> int:
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130
-    title = f"bunsync performance (scripts/bench{' --quick' if args.quick else ''})"
+    title = f"bunsync performance (scripts/bench.py{' --quick' if args.quick else ''})"
     print(f"\nbench: all benchmarks ran in {time.monotonic() - started:.0f} s")
     print_table(report, machine, title)
     print_markdown(report, machine, title)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark one full reconcile backfill against the minimum number of List Orders pages.
 
 What it measures, in ONE run on a throwaway PostgreSQL cluster (fsync and synchronous_commit on) and a
@@ -32,10 +31,8 @@ import asyncio
 import contextlib
 import json
 import math
-import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -88,8 +85,6 @@ class Figures:
 @contextlib.contextmanager
 def sandbox_process(workdir: Path, port: int, seed: int) -> Iterator[str]:
     """`bunsync sandbox` in its own process with a frozen clock at T0; its base URL once it answers."""
-    import httpx
-
     cmd = [
         str(ROOT / ".venv" / "bin" / "bunsync"),
         "sandbox",
@@ -106,34 +101,13 @@ def sandbox_process(workdir: Path, port: int, seed: int) -> Iterator[str]:
         "--token-validity",
         "300",
     ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BUNSYNC_")}
-    env["BUNSYNC_LOG_FORMAT"] = "json"
-    logfile = workdir / "sandbox.log"
-    with logfile.open("wb") as log:
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise BenchError(
-                    f"bunsync sandbox exited with {proc.returncode}:\n{logfile.read_text()[-3000:]}"
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/_sandbox/clock", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise BenchError(f"bunsync sandbox not ready after 60 s:\n{logfile.read_text()[-3000:]}")
-            time.sleep(0.2)
+    env = benchlib.clean_env(BUNSYNC_LOG_FORMAT="json")
+    ready = f"{url}/_sandbox/clock"
+    with benchlib.serve(
+        cmd, env=env, ready_url=ready, logfile=workdir / "sandbox.log", name="bunsync sandbox"
+    ):
         yield url
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def populate(url: str, orders: int) -> tuple[float, datetime]:

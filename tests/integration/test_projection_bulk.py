@@ -24,7 +24,7 @@ from projections import bulk as bulk_module
 from projections import events
 from projections import rebuild as rebuild_module
 from projections.rebuild import rebuild
-from tests.projections.factory import at, listed, observed, observed_body, project_all, table, webhook
+from tests.fixtures.events import at, listed, observed, observed_body, project_all, table, webhook
 
 STATUS = [
     "SELECT * FROM bunsync.order_item_status",

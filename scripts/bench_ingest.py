@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark webhook ingest against ceilings measured in the same run, on the same machine and database.
 
 What it measures, in ONE run on a throwaway PostgreSQL cluster (default durability: fsync and
@@ -36,21 +35,27 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
-PG_CTL = ROOT / "scripts" / "pg_ctl_unprivileged"
+from benchlib import (
+    ROOT,
+    VENV_PYTHON,
+    BenchError,
+    Cluster,
+    clean_env,
+    cpu_model,
+    free_port,
+    pg_bin,
+    reexec_in_venv,
+    serve,
+)
+
 BASELINE_APP = ROOT / "scripts" / "bench_ingest_baseline.py"
 WEBHOOK_PATH = "/webhooks/bunjang"
 SECRET = "bench-ingest-secret"
@@ -153,10 +158,6 @@ end
 """
 
 
-class BenchError(Exception):
-    """Something the user can fix (a missing tool) or a phase that failed; printed as one line."""
-
-
 @dataclass(frozen=True)
 class PgbenchResult:
     tps: float
@@ -193,27 +194,6 @@ class WrkResult:
 # --------------------------------------------------------------------------------------------- tools
 
 
-def _reexec_in_venv() -> None:
-    """Run under the project's venv (asyncpg, uvicorn, app.webhook.signature), whatever python started us."""
-    if not VENV_PYTHON.exists():
-        raise SystemExit(f"bench_ingest: {VENV_PYTHON} is missing: create the venv first (scripts/test does)")
-    if Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
-        os.execv(VENV_PYTHON, [str(VENV_PYTHON), str(Path(__file__).resolve()), *sys.argv[1:]])
-
-
-def _pg_bin(name: str) -> str:
-    """A PostgreSQL binary: on PATH, else the newest /usr/lib/postgresql/*/bin."""
-    found = shutil.which(name)
-    candidates = sorted(
-        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: int(p.parts[-3]), reverse=True
-    )
-    if candidates:
-        return str(candidates[0])  # the versioned one matches the server binaries pg_ctl uses
-    if found:
-        return found
-    raise BenchError(f"{name} not found: install the PostgreSQL server binaries (apt-get install postgresql)")
-
-
 def _ensure_wrk() -> str:
     found = shutil.which("wrk")
     if found:
@@ -221,72 +201,22 @@ def _ensure_wrk() -> str:
     if os.geteuid() != 0:
         raise BenchError("wrk not found: install it (Debian/Ubuntu: sudo apt-get install -y wrk) and rerun")
     print("bench_ingest: wrk not found; installing it with apt-get ...", flush=True)
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.STDOUT, "timeout": 300}
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if subprocess.run(["apt-get", "install", "-y", "wrk"], env=env, check=False, **quiet).returncode:
-        subprocess.run(["apt-get", "update"], env=env, check=False, **quiet)
-        subprocess.run(["apt-get", "install", "-y", "wrk"], env=env, check=False, **quiet)
+
+    def apt_get(*args: str) -> int:
+        quiet = subprocess.DEVNULL
+        command = ["apt-get", *args]
+        return subprocess.run(
+            command, env=env, check=False, stdout=quiet, stderr=quiet, timeout=300
+        ).returncode
+
+    if apt_get("install", "-y", "wrk"):
+        apt_get("update")
+        apt_get("install", "-y", "wrk")
     found = shutil.which("wrk")
     if not found:
         raise BenchError("could not install wrk with apt-get: install it by hand and rerun")
     return found
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-# ------------------------------------------------------------------------------------------- cluster
-
-
-class Cluster:
-    """A throwaway PostgreSQL cluster on 127.0.0.1 (and a unix socket in its directory)."""
-
-    def __init__(self, workdir: Path, max_connections: int) -> None:
-        self.data = workdir / "pgdata"
-        self.logfile = workdir / "pglog" / "postgres.log"
-        self.port = _free_port()
-        self.max_connections = max_connections
-        self.started = False
-
-    def dsn(self, database: str) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
-
-    def start(self) -> None:
-        self._pg_ctl("initdb", "-D", str(self.data), "-o", "--auth=trust -U postgres --encoding=UTF8")
-        options = (
-            f"-c port={self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.data} "
-            f"-c max_connections={self.max_connections} -c fsync=on -c synchronous_commit=on"
-        )
-        self._pg_ctl("start", "-D", str(self.data), "-l", str(self.logfile), "-w", "-t", "60", "-o", options)
-        self.started = True
-
-    def stop(self) -> None:
-        if self.started:
-            self.started = False
-            with contextlib.suppress(subprocess.SubprocessError, BenchError):
-                self._pg_ctl("stop", "-D", str(self.data), "-m", "immediate", "-w", "-t", "30")
-
-    def _pg_ctl(self, *args: str) -> None:
-        done = subprocess.run(
-            [str(PG_CTL), *args], capture_output=True, text=True, timeout=120, check=False, cwd="/"
-        )
-        if done.returncode:
-            log_tail = self.logfile.read_text()[-2000:] if self.logfile.exists() else ""
-            raise BenchError(
-                f"pg_ctl {args[0]} failed: {done.stderr.strip() or done.stdout.strip()}\n{log_tail}"
-            )
 
 
 async def _sql(dsn: str, *statements: str) -> list[Any]:
@@ -386,42 +316,6 @@ def run_wrk(
 # ------------------------------------------------------------------------------------------- servers
 
 
-@contextlib.contextmanager
-def server(cmd: list[str], env: dict[str, str], port: int, logfile: Path, name: str) -> Iterator[None]:
-    """Run a server process until the block ends; wait for its /health/ready first."""
-    with logfile.open("wb") as log:
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise BenchError(f"{name} exited with {proc.returncode}:\n{logfile.read_text()[-3000:]}")
-            url = f"http://127.0.0.1:{port}/health/ready"
-            with (
-                contextlib.suppress(OSError, urllib.error.URLError),
-                urllib.request.urlopen(url, timeout=2) as r,
-            ):
-                if r.status == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise BenchError(f"{name} not ready after 60 s:\n{logfile.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _server_env(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BUNSYNC_")}
-    return {**env, **extra}
-
-
 # -------------------------------------------------------------------------------------------- phases
 
 
@@ -432,7 +326,7 @@ def phase_pgbench(args: argparse.Namespace, cluster: Cluster, workdir: Path) -> 
     script = workdir / "insert_event.sql"
     script.write_text(PGBENCH_SCRIPT)
     cmd = [
-        _pg_bin("pgbench"),
+        pg_bin("pgbench"),
         "-n",
         "-M",
         "prepared",
@@ -478,10 +372,12 @@ def phase_baseline(args: argparse.Namespace, cluster: Cluster, wrk: str, workdir
     db = "bench_baseline"
     sql(cluster.dsn("postgres"), "CREATE DATABASE bench_baseline")
     sql(cluster.dsn(db), SCRATCH_DDL)
-    port = _free_port()
+    port = free_port()
     cmd = [str(VENV_PYTHON), str(BASELINE_APP), "--dsn", cluster.dsn(db), "--port", str(port)]
-    env = _server_env({"BUNSYNC_WEBHOOK_SECRETS": SECRET})
-    with server(cmd, env, port, workdir / "baseline.log", "bench_ingest_baseline.py"):
+    env = clean_env(BUNSYNC_WEBHOOK_SECRETS=SECRET)
+    ready = f"http://127.0.0.1:{port}/health/ready"
+    logfile = workdir / "baseline.log"
+    with serve(cmd, env=env, ready_url=ready, logfile=logfile, name="bench_ingest_baseline.py"):
         return _load_phase(
             args, wrk, workdir, port, "baseline", cluster.dsn(db), "SELECT count(*) FROM bench.event_log"
         )
@@ -490,22 +386,22 @@ def phase_baseline(args: argparse.Namespace, cluster: Cluster, wrk: str, workdir
 def phase_bunsync(args: argparse.Namespace, cluster: Cluster, wrk: str, workdir: Path) -> WrkResult:
     db = "bench_bunsync"
     sql(cluster.dsn("postgres"), "CREATE DATABASE bench_bunsync")
-    port = _free_port()
-    env = _server_env(
-        {
-            "BUNSYNC_DATABASE_URL": cluster.dsn(db),
-            "BUNSYNC_HOST": "127.0.0.1",
-            "BUNSYNC_PORT": str(port),
-            "BUNSYNC_ADMIN_PORT": str(_free_port()),  # both listeners, as served; off the default 8081
-            "BUNSYNC_WEBHOOK_SECRETS": SECRET,
-            "BUNSYNC_BUNJANG_BASE_URL": "http://127.0.0.1:9",  # nothing leaves the machine
-            "BUNSYNC_BUNJANG_ACCESS_KEY": "bench",
-            "BUNSYNC_BUNJANG_SECRET_KEY": base64.b64encode(b"bench-secret-key").decode(),
-            "BUNSYNC_LOG_FORMAT": args.log_format,
-        }
+    port = free_port()
+    env = clean_env(
+        BUNSYNC_DATABASE_URL=cluster.dsn(db),
+        BUNSYNC_HOST="127.0.0.1",
+        BUNSYNC_PORT=str(port),
+        BUNSYNC_ADMIN_PORT=str(free_port()),  # both listeners, as served; off the default 8081
+        BUNSYNC_WEBHOOK_SECRETS=SECRET,
+        BUNSYNC_BUNJANG_BASE_URL="http://127.0.0.1:9",  # nothing leaves the machine
+        BUNSYNC_BUNJANG_ACCESS_KEY="bench",
+        BUNSYNC_BUNJANG_SECRET_KEY=base64.b64encode(b"bench-secret-key").decode(),
+        BUNSYNC_LOG_FORMAT=args.log_format,
     )
     logfile = Path(os.devnull) if args.bunsync_log == "devnull" else workdir / "bunsync.log"
-    with server(shlex.split(args.bunsync_command), env, port, logfile, "bunsync serve"):
+    ready = f"http://127.0.0.1:{port}/health/ready"
+    command = shlex.split(args.bunsync_command)
+    with serve(command, env=env, ready_url=ready, logfile=logfile, name="bunsync serve"):
         return _load_phase(
             args, wrk, workdir, port, "bunsync", cluster.dsn(db), "SELECT count(*) FROM bunsync.event_log"
         )
@@ -537,7 +433,7 @@ def report(
     """Print the machine, the table, the ratios and the targets; whether every target passed."""
     print()
     print(
-        f"machine: nproc={os.cpu_count()}, CPU {_cpu_model()}, {pg_version}, "
+        f"machine: nproc={os.cpu_count()}, CPU {cpu_model()}, {pg_version}, "
         f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
     )
     print(
@@ -667,7 +563,7 @@ def main() -> int:
     a = b = c = None
     try:
         wrk = _ensure_wrk() if set(args.phases) & set("bc") else ""
-        _pg_bin("pgbench")
+        pg_bin("pgbench")
         print(f"bench_ingest: starting PostgreSQL on 127.0.0.1:{cluster.port} in {workdir}", flush=True)
         cluster.start()
         pg_version = sql(
@@ -695,6 +591,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    _reexec_in_venv()
+    reexec_in_venv(__file__)
     sys.path.insert(0, str(ROOT))
     sys.exit(main())

@@ -7,9 +7,7 @@ not produce on purpose: a page that repeats an order, a body that is not JSON.
 from __future__ import annotations
 
 import asyncio
-import base64
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import httpx
 import jwt
@@ -18,20 +16,7 @@ import pytest
 
 from app.bunjang import errors
 from app.bunjang.client import BunjangClient
-
-SECRET = base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-def client_for(handler: Handler, **overrides: object) -> BunjangClient:
-    settings: dict[str, object] = {
-        "backoff_base_s": 0.001,
-        "transport": httpx.MockTransport(handler),
-        **overrides,
-    }
-    return BunjangClient("https://openapi.example", "key", SECRET, **settings)  # type: ignore[arg-type]
+from tests.fixtures.bunjang import SECRET, T0, client_for
 
 
 def listed(order_id: int, status: str, at: str) -> dict[str, object]:
