@@ -13,6 +13,8 @@ from typing import ClassVar, Generic, TypeVar
 
 from app.store.db import Connection
 from app.store.event_log import RecordedEvent
+from projections import events
+from projections.rules import Observation
 
 D = TypeVar("D")
 
@@ -34,3 +36,23 @@ class Projection(abc.ABC, Generic[D]):
     @abc.abstractmethod
     async def write(self, conn: Connection, batch: list[tuple[RecordedEvent, D]]) -> None:
         """Apply ``batch`` (in log order) to the projection's tables, in the caller's transaction."""
+
+
+class ItemProjection(Projection[list[Observation]]):
+    """A projection of the per-item status observations (webhooks, Get Order, List Orders): each event
+    is read as its items' observations (:func:`projections.events.observations`), and a batch is
+    applied as the observations of the items it touches."""
+
+    handles = events.ITEM_EVENTS
+
+    def decode(self, event: RecordedEvent) -> list[Observation]:
+        return events.observations(event)
+
+    async def write(self, conn: Connection, batch: list[tuple[RecordedEvent, list[Observation]]]) -> None:
+        observed = [o for _, decoded in batch for o in decoded]
+        if observed:
+            await self.write_items(conn, observed, sorted({o.order_item_id for o in observed}))
+
+    @abc.abstractmethod
+    async def write_items(self, conn: Connection, observed: list[Observation], ids: list[int]) -> None:
+        """Apply ``observed`` (in log order), which touches the items ``ids`` (sorted), to the tables."""

@@ -41,11 +41,6 @@ from projections.rules import EARLIEST_TIME, FUTURE_TOLERANCE, Observation, plau
 ITEM_EVENTS = frozenset({WEBHOOK_STATUS_CHANGED, ORDER_OBSERVED, ORDER_LISTED})
 
 
-def items_observed(batch: list[tuple[RecordedEvent, list[Observation]]]) -> list[Observation]:
-    """Every item observation of a decoded batch, in log order."""
-    return [o for _, observed in batch for o in observed]
-
-
 BigInt = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 Text = Annotated[str, msgspec.Meta(max_length=10_000)]
 

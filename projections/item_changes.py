@@ -35,7 +35,7 @@ from app.store.db import Connection
 from app.store.event_log import RecordedEvent
 from app.store.sqlfiles import queries
 from projections import events
-from projections.base import Projection
+from projections.base import ItemProjection
 from projections.rules import Observation
 
 _Q = queries("item_changes")
@@ -96,7 +96,7 @@ def fold(heads: dict[int, Head], observed: list[Observation]) -> tuple[dict[int,
     return moved, changes
 
 
-class ItemChanges(Projection[list[Observation]]):
+class ItemChanges(ItemProjection):
     """The change feed, appended by the rule above; never rebuilt (see the module docstring)."""
 
     name = "item_changes"
@@ -107,12 +107,8 @@ class ItemChanges(Projection[list[Observation]]):
     def decode(self, event: RecordedEvent) -> list[Observation]:
         return [o for o in events.observations(event) if o.status_updated_at is not None]
 
-    async def write(self, conn: Connection, batch: list[tuple[RecordedEvent, list[Observation]]]) -> None:
-        observed = [o for _, obs in batch for o in obs]
-        if not observed:
-            return
+    async def write_items(self, conn: Connection, observed: list[Observation], ids: list[int]) -> None:
         await conn.execute(_Q["lock_feed"])
-        ids = sorted({o.order_item_id for o in observed})
         heads = {
             r["order_item_id"]: Head(
                 status_updated_at=r["status_updated_at"], emitted_status=r["emitted_status"]

@@ -8,30 +8,20 @@ Each batch loads the history of the items it touches, folds its observations thr
 from __future__ import annotations
 
 from app.store.db import Connection
-from app.store.event_log import RecordedEvent
 from app.store.sqlfiles import queries
-from projections import events
-from projections.base import Projection
+from projections.base import ItemProjection
 from projections.rules import HistoryRow, Observation, apply_history
 
 _Q = queries("order_item_history")
 
 
-class OrderItemHistory(Projection[list[Observation]]):
+class OrderItemHistory(ItemProjection):
     """One row per observed change of an item's status."""
 
     name = "order_item_history"
-    handles = events.ITEM_EVENTS
     tables = ("order_item_history",)
 
-    def decode(self, event: RecordedEvent) -> list[Observation]:
-        return events.observations(event)
-
-    async def write(self, conn: Connection, batch: list[tuple[RecordedEvent, list[Observation]]]) -> None:
-        observed = events.items_observed(batch)
-        if not observed:
-            return
-        ids = sorted({o.order_item_id for o in observed})
+    async def write_items(self, conn: Connection, observed: list[Observation], ids: list[int]) -> None:
         before: dict[int, list[HistoryRow]] = {i: [] for i in ids}
         for r in await conn.fetch(_Q["load"], ids):
             before[r["order_item_id"]].append(HistoryRow(**dict(r)))

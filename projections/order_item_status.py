@@ -14,10 +14,8 @@ from __future__ import annotations
 import msgspec
 
 from app.store.db import Connection
-from app.store.event_log import RecordedEvent
 from app.store.sqlfiles import queries
-from projections import events
-from projections.base import Projection
+from projections.base import ItemProjection
 from projections.rules import ItemState, Observation, apply_status
 
 _Q = queries("order_item_status")
@@ -25,23 +23,15 @@ _rows = msgspec.json.Decoder(list[ItemState])
 _encoder = msgspec.json.Encoder()
 
 
-class OrderItemStatus(Projection[list[Observation]]):
+class OrderItemStatus(ItemProjection):
     """Current status per item, by the rule in :mod:`projections.rules`."""
 
     name = "order_item_status"
-    handles = events.ITEM_EVENTS
     #: item_anomalies: the fields judged implausible or unreadable (see projections/events.py), kept
     #: with the projection so that a rebuild reproduces them.
     tables = ("order_item_status", "item_anomalies")
 
-    def decode(self, event: RecordedEvent) -> list[Observation]:
-        return events.observations(event)
-
-    async def write(self, conn: Connection, batch: list[tuple[RecordedEvent, list[Observation]]]) -> None:
-        observed = events.items_observed(batch)
-        if not observed:
-            return
-        ids = sorted({o.order_item_id for o in observed})
+    async def write_items(self, conn: Connection, observed: list[Observation], ids: list[int]) -> None:
         loaded = _rows.decode(await conn.fetchval(_Q["load"], ids))
         states: dict[int, ItemState | None] = {r.order_item_id: r for r in loaded}
         changed: dict[int, ItemState] = {}

@@ -47,17 +47,7 @@ class FeedRow(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _row(r: asyncpg.Record) -> FeedRow:
-    return FeedRow(
-        feed_position=r["feed_position"],
-        order_id=r["order_id"],
-        order_item_id=r["order_item_id"],
-        status=r["status"],
-        previous_status=r["previous_status"],
-        status_updated_at=r["status_updated_at"],
-        source=r["source"],
-        recorded_at=r["recorded_at"],
-        emitted_at=r["emitted_at"],
-    )
+    return FeedRow(**dict(r))
 
 
 async def read_after(source: asyncpg.Pool | asyncpg.Connection, after: int, limit: int) -> list[FeedRow]:

@@ -25,9 +25,10 @@ import msgspec
 
 from app.events import SOURCE_LIST_ORDERS, webhook_key
 from app.ops.reasons import Step, reason, verdict
+from app.ops.status import ReconcilePass
 from app.privacy.personal_data import MARKER, is_personal_key
 from app.store.db import Connection, operation
-from app.store.event_log import RecordedEvent
+from app.store.event_log import recorded
 from app.store.sqlfiles import queries
 from projections.events import observations
 from projections.rules import ItemState, Observation, apply_status
@@ -86,20 +87,6 @@ class FetchJob(msgspec.Struct, frozen=True):
     dead_reason: str | None = None
 
 
-class PassSeen(msgspec.Struct, frozen=True):
-    """A reconcile pass that listed the order."""
-
-    id: int
-    started_at: datetime
-    finished_at: datetime | None
-    range_start: datetime
-    range_end: datetime
-    orders_seen: int
-    differences: int
-    ok: bool | None
-    error: str | None
-
-
 class Explanation(msgspec.Struct, frozen=True):
     """The JSON of ``bunsync explain --json`` and ``GET /api/orders/{id}`` (``payloads`` excluded)."""
 
@@ -107,7 +94,7 @@ class Explanation(msgspec.Struct, frozen=True):
     events: list[EventEntry]
     items: list[Item]
     fetch: FetchJob
-    reconcile_passes: list[PassSeen]
+    reconcile_passes: list[ReconcilePass]
     events_total: int
     events_omitted: int
 
@@ -149,22 +136,8 @@ class _Fold:
         ]
 
 
-def _recorded(row: asyncpg.Record) -> RecordedEvent:
-    return RecordedEvent(
-        position=row["position"],
-        tx_id=int(row["tx_text"]),
-        stream=row["stream"],
-        type=row["type"],
-        payload_json=row["payload"],
-        source=row["source"],
-        signed_at=row["signed_at"],
-        received_at=row["received_at"],
-        recorded_at=row["recorded_at"],
-    )
-
-
 def _entry(row: asyncpg.Record, fold: _Fold) -> EventEntry:
-    event = _recorded(row)
+    event = recorded(row)
     key: str = row["idempotency_key"]
     error: str | None = None
     changes: list[ItemChange] = []
@@ -254,10 +227,10 @@ async def _fetch(conn: Connection, order_id: int) -> FetchJob:
     )
 
 
-async def _passes(conn: Connection, times: list[datetime]) -> list[PassSeen]:
+async def _passes(conn: Connection, times: list[datetime]) -> list[ReconcilePass]:
     if not times:
         return []
-    return [PassSeen(**dict(r)) for r in await conn.fetch(_Q["passes_at"], times)]
+    return [ReconcilePass(**dict(r)) for r in await conn.fetch(_Q["passes_at"], times)]
 
 
 def mask_payload(payload: str | None, raw_bytes: int | None) -> str:

@@ -9,7 +9,7 @@
 -- renumbered (a rebuild does not touch this table). Read from the table, not the view, to serve /feed
 -- and the forwarder with emitted_at as well.
 SELECT feed_position, order_id, order_item_id, status, previous_status, status_updated_at, source,
-       position, recorded_at, emitted_at
+       recorded_at, emitted_at
 FROM bunsync.item_changes
 WHERE feed_position > $1
 ORDER BY feed_position

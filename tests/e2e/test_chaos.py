@@ -48,8 +48,13 @@ async def _send_all(
     *,
     concurrency: int = 64,
     on_ack: Callable[[int], None] | None = None,
+    network_retries: int = 0,
 ) -> dict[str, int | str]:
-    """POST every body (round-robin over ``urls``); eventId -> status code, or the error's name."""
+    """POST every body (round-robin over ``urls``); eventId -> status code, or the error's name.
+
+    ``network_retries``: re-send a delivery that met a network error (no answer at all) up to this many
+    times, as Bunjang does (its documented policy: 3 retries). A keep-alive connection the server closes
+    just as the client reuses it is such an error, and on a loaded machine it happens."""
     results: dict[str, int | str] = {}
     queue = list(bodies.items())
     async with httpx.AsyncClient(timeout=15, limits=httpx.Limits(max_connections=concurrency)) as client:
@@ -57,16 +62,21 @@ async def _send_all(
         async def worker(n: int) -> None:
             while queue:
                 event_id, body = queue.pop()
-                headers = {"X-Bun-Webhook-Signature": sign(SECRET, int(time.time()), body)}
-                try:
-                    r = await client.post(
-                        f"{urls[n % len(urls)]}/webhooks/bunjang", content=body, headers=headers
-                    )
+                for attempt in range(network_retries + 1):
+                    headers = {"X-Bun-Webhook-Signature": sign(SECRET, int(time.time()), body)}
+                    try:
+                        r = await client.post(
+                            f"{urls[n % len(urls)]}/webhooks/bunjang", content=body, headers=headers
+                        )
+                    except httpx.TransportError as exc:
+                        results[event_id] = type(exc).__name__
+                        if attempt < network_retries:
+                            await asyncio.sleep(0.5 * 2**attempt)
+                        continue
                     results[event_id] = r.status_code
                     if r.status_code == 204 and on_ack:
                         on_ack(len(results))
-                except httpx.HTTPError as exc:
-                    results[event_id] = type(exc).__name__
+                    break
 
         await asyncio.gather(*(worker(n) for n in range(concurrency)))
     return results
@@ -113,7 +123,7 @@ def test_sigkill_mid_burst_loses_nothing_acknowledged(
     # Restart and re-send what was not acknowledged, as Bunjang would.
     serve = start_serve(env)
     rest = {e: b for e, b in bodies.items() if e not in acked}
-    second = asyncio.run(_send_all([serve.url], rest))
+    second = asyncio.run(_send_all([serve.url], rest, network_retries=3))
     assert set(second.values()) == {204}
     logged = _logged_event_ids(database_url)
     assert sorted(logged) == sorted(bodies), "every eventId exactly once"
@@ -268,8 +278,8 @@ def test_three_replicas_share_the_work_and_take_over_from_a_killed_one(
     # lands elsewhere): stored once.
     bodies = _synthetic_burst(sandbox, 600, "R")
     urls = [r.url for r in replicas]
-    assert set(asyncio.run(_send_all(urls, bodies)).values()) == {204}
-    assert set(asyncio.run(_send_all(urls[1:] + urls[:1], bodies)).values()) == {204}
+    assert set(asyncio.run(_send_all(urls, bodies, network_retries=3)).values()) == {204}
+    assert set(asyncio.run(_send_all(urls[1:] + urls[:1], bodies, network_retries=3)).values()) == {204}
     assert wait_in_sync(sandbox, database_url, 60) == []
     ids = [e for e in _logged_event_ids(database_url) if e.startswith("R")]
     assert sorted(ids) == sorted(bodies)
