@@ -61,7 +61,12 @@ _encoder = msgspec.json.Encoder()
 
 def webhook_id(row: FeedRow) -> str:
     """The change's ``webhook-id``: stable across attempts, restarts and replicas."""
-    return f"bunsync-change-{row.feed_position}"
+    return webhook_id_of(row.feed_position)
+
+
+def webhook_id_of(feed_position: int) -> str:
+    """The ``webhook-id`` of the change at ``feed_position``."""
+    return f"bunsync-change-{feed_position}"
 
 
 def body(row: FeedRow) -> bytes:
