@@ -12,8 +12,8 @@ of HTTP: POST a body, read the status line and headers, skip a short body, keep 
   chunked); anything longer, a body delimited by the connection's end, ``Connection: close`` or
   HTTP/1.0 closes the connection after the status is known (the next POST opens a new one).
 - Every exchange is bounded by the caller's timeout (``asyncio.timeout``); on any error the
-  connection is closed. A keep-alive connection the server closed while idle (nothing at all came
-  back) is reopened and the request sent once more on the spot: re-sending is always allowed (the
+  connection is closed. A keep-alive connection the server closed while idle (reset, or nothing at all
+  came back) is reopened and the request sent once more on the spot: re-sending is always allowed (the
   consumer deduplicates by ``webhook-id``).
 """
 
@@ -86,10 +86,10 @@ class Poster:
                 reused = self._conn is not None
                 try:
                     return await self._exchange(request)
-                except _NothingBack:
+                except (_NothingBack, ConnectionError):
                     await self.close()
                     if not reused:
-                        raise TransportError("the connection closed without an answer") from None
+                        raise
                     return await self._exchange(request)  # the idle connection was gone: once more
         except TimeoutError:
             await self.close()
