@@ -16,7 +16,8 @@ Standard Webhooks request, at least once and never skipping one.
   growing delays capped at ``max_delay_s``, for as long as it takes: the feed waits, a change is never
   dropped to make progress. 410 Gone pauses forwarding to that URL (state ``paused``) until the URL
   is changed; every state, the attempts and the last error are in ``feed_forwarder`` for ``/status``.
-- Answers are not read (only their status), and every attempt is bounded by ``timeout_s``.
+- Only an answer's status counts (a short body is read and dropped to keep the connection; see
+  :mod:`app.feed.transport`), and every attempt is bounded by ``timeout_s``.
 """
 
 from __future__ import annotations
