@@ -45,3 +45,5 @@ _.totals
 _.enqueued_at
 _.last_error_at  # app.feed.health: in /status JSON
 _.last_delivered_at  # app.feed.health: in /status JSON
+_.webhook_timestamp  # app.sandbox.consumer: in GET /_sandbox/consumer/received
+_.signature_valid  # app.sandbox.consumer: in GET /_sandbox/consumer/received

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from app.feed import signing
+from app.feed.transport import Endpoint
 
 T = TypeVar("T")
 
@@ -322,9 +323,8 @@ def _forward_url(raw: str) -> str | None:
     raw = raw.strip()
     if not raw:
         return None
+    Endpoint.parse(raw)  # ValueError: not http(s), no host, a bad port, spaces or control characters
     parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http:// or https:// URL with a host")
     if parts.username or parts.password:
         raise ValueError("must not carry credentials (the requests are signed with BUNSYNC_FORWARD_SECRET)")
     return raw

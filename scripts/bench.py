@@ -323,19 +323,25 @@ def parse_feed(report: Report, run_: Run) -> None:
         return
     f = json.loads(line.split(" ", 1)[1])
     ratio = f["throughput_per_s"] / f["ceiling_per_s"] if f["ceiling_per_s"] else float("nan")
+    httpx_loop = f"; httpx: {f['ceiling_httpx_per_s']:,.0f}/s" if "ceiling_httpx_per_s" in f else ""
     report.add(
         "feed",
         f"forwarding throughput, {f['changes']:,} changes",
         f"{f['throughput_per_s']:,.0f}/s",
-        f"bare signed POST loop: {f['ceiling_per_s']:,.0f}/s",
+        f"bare signed POST loop, same client: {f['ceiling_per_s']:,.0f}/s{httpx_loop}",
         f"{ratio:.2f}",
         "",
         "",
     )
+    split = (
+        f" (projector {f['projector_p99_ms']}, forwarder {f['forwarder_p99_ms']} ms at p99)"
+        if "projector_p99_ms" in f
+        else ""
+    )
     report.add(
         "feed",
-        f"  append-to-receipt latency at {f['rate']}/s p50 / p99",
-        f"{f['p50_ms']} / {f['p99_ms']} ms",
+        f"  append-to-receipt latency at {f['rate']}/s for {f['seconds']} s p50 / p99",
+        f"{f['p50_ms']} / {f['p99_ms']} ms{split}",
         "",
         "",
         "p99 <= 250 ms",

@@ -53,7 +53,7 @@ async def read(conn: Connection) -> Forwarding:
 
 
 def _shown(url: str | None) -> str | None:
-    from app.feed.forwarder import describe  # the forwarder imports httpx: only when there is a URL
+    from app.feed.forwarder import describe  # only when there is a URL
 
     return describe(url) if url else None
 

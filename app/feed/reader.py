@@ -50,9 +50,10 @@ def _row(r: asyncpg.Record) -> FeedRow:
     return FeedRow(**dict(r))
 
 
+@db.operation
 async def read_after(source: asyncpg.Pool | asyncpg.Connection, after: int, limit: int) -> list[FeedRow]:
     """Up to ``limit`` changes after cursor ``after``, in feed order (on a pool or a connection)."""
-    return [_row(r) for r in await db.guard(source.fetch(_Q["read_after"], after, limit))]
+    return [_row(r) for r in await source.fetch(_Q["read_after"], after, limit)]
 
 
 class FeedWaker:
@@ -75,17 +76,22 @@ class FeedWaker:
         while not stop.is_set():
             try:
                 async with db.service_connection(self.dsn) as conn:
-                    lost = asyncio.Event()
-                    conn.add_termination_listener(lambda *_, lost=lost: lost.set())
-                    await db.guard(conn.add_listener(CHANNEL, self._notify))
-                    self._notify()  # anything committed while no one listened: look again
-                    while not (stop.is_set() or lost.is_set()):
-                        await wait_any([stop, lost], 5.0)
-                        if not (stop.is_set() or lost.is_set()):
-                            await db.guard(conn.fetchval(_PING))
+                    await self._listen(conn, stop)
             except db.StorageUnavailable as exc:
                 log.warning("feed_listener_unavailable", error=str(exc), retry_in_s=_RECONNECT_S)
                 await wait_any([stop], _RECONNECT_S)
+
+    @db.operation
+    async def _listen(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
+        """Listen on ``conn`` until ``stop`` or the connection is lost (pinged every 5 s)."""
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda *_: lost.set())
+        await conn.add_listener(CHANNEL, self._notify)
+        self._notify()  # anything committed while no one listened: look again
+        while not (stop.is_set() or lost.is_set()):
+            await wait_any([stop, lost], 5.0)
+            if not (stop.is_set() or lost.is_set()):
+                await conn.fetchval(_PING)
 
 
 async def poll(

@@ -16,6 +16,7 @@ from types import FrameType
 import msgspec
 import structlog
 
+from app.feed import signing
 from app.sandbox import config as defaults
 from app.sandbox.config import SandboxConfig
 from app.sandbox.faults import FaultSettings
@@ -76,6 +77,19 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--webhook-all-items",
         action="store_true",
         help="list every item of the order, not only the changed ones",
+    )
+    feed = parser.add_argument_group("change-feed consumer (/_sandbox/consumer)")
+    feed.add_argument(
+        "--consumer-secret",
+        default=defaults.DEFAULT_CONSUMER_SECRET,
+        help="Standard Webhooks secret (whsec_...) it verifies signatures with; give bunsync the same as "
+        "BUNSYNC_FORWARD_SECRET (default: %(default)s)",
+    )
+    feed.add_argument(
+        "--consumer-fail-rate",
+        type=float,
+        default=0.0,
+        help="probability it answers 500 to a valid delivery (default: 0)",
     )
     world = parser.add_argument_group("world")
     world.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
@@ -204,6 +218,12 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
     except (msgspec.ValidationError, ValueError) as exc:
         raise ValueError(f"invalid fault flag: {exc}") from exc
     try:
+        signing.parse_secret(args.consumer_secret)
+    except ValueError as exc:
+        raise ValueError(f"--consumer-secret {exc}") from exc
+    if not 0.0 <= args.consumer_fail_rate <= 1.0:
+        raise ValueError("--consumer-fail-rate must be between 0 and 1")
+    try:
         start = datetime.fromisoformat(args.start_time) if args.start_time else None
     except ValueError as exc:
         raise ValueError(f"--start-time {args.start_time!r} is not an ISO-8601 date-time") from exc
@@ -227,6 +247,8 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         advance_every_s=args.advance_every,
         max_orders=args.max_orders,
         faults=fault_settings,
+        consumer_secret=args.consumer_secret,
+        consumer_fail_rate=args.consumer_fail_rate,
         access_log=args.access_log,
     )
 

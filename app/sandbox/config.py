@@ -10,6 +10,7 @@ import base64
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from app.feed import signing
 from app.sandbox.faults import FaultSettings
 
 DEFAULT_ACCESS_KEY = "sandbox-access-key"
@@ -17,6 +18,8 @@ DEFAULT_ACCESS_KEY = "sandbox-access-key"
 DEFAULT_SECRET_KEY = base64.b64encode(b"bunsync-sandbox-secret-key-0001!").decode("ascii")
 DEFAULT_WEBHOOK_SECRET = "sandbox-webhook-secret"  # noqa: S105 - a public sandbox value
 DEFAULT_PORT = 8090
+# The consumer's Standard Webhooks secret (/_sandbox/consumer): a public demo value, 32 key bytes.
+DEFAULT_CONSUMER_SECRET = "whsec_" + base64.b64encode(b"bunsync-sandbox-consumer-key-01!").decode("ascii")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,6 +58,11 @@ class SandboxConfig:
     max_orders: int = 0
     """Stop creating orders automatically once this many exist (0 = no limit)."""
     faults: FaultSettings = field(default_factory=FaultSettings)
+    consumer_secret: str = DEFAULT_CONSUMER_SECRET
+    """The ``whsec_`` secret ``/_sandbox/consumer`` verifies signatures with (bunsync's
+    ``BUNSYNC_FORWARD_SECRET``)."""
+    consumer_fail_rate: float = 0.0
+    """Probability that the consumer answers 500 to a valid delivery (``PATCH /_sandbox/consumer``)."""
     access_log: bool = False
 
     def __post_init__(self) -> None:
@@ -62,6 +70,9 @@ class SandboxConfig:
             base64.b64decode(self.secret_key.strip(), validate=True)
         except ValueError as exc:  # binascii.Error is a ValueError
             raise ValueError("secret_key must be base64 (as Bunjang issues it)") from exc
+        signing.parse_secret(self.consumer_secret)  # ValueError says what is wrong with it
+        if not 0.0 <= self.consumer_fail_rate <= 1.0:
+            raise ValueError("consumer_fail_rate must be between 0 and 1")
         if self.clock_speed < 0:
             raise ValueError("clock_speed must be >= 0")
         if self.start_time is not None and self.start_time.tzinfo is None:

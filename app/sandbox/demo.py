@@ -32,7 +32,13 @@ import structlog
 
 from app.ops import status
 from app.privacy import dump_scan, personal_data
-from app.sandbox.config import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, DEFAULT_WEBHOOK_SECRET
+from app.sandbox import feed_check
+from app.sandbox.config import (
+    DEFAULT_ACCESS_KEY,
+    DEFAULT_CONSUMER_SECRET,
+    DEFAULT_SECRET_KEY,
+    DEFAULT_WEBHOOK_SECRET,
+)
 from app.store import db
 from app.store.embedded_pg import EmbeddedPostgres
 from app.store.sqlfiles import queries
@@ -55,6 +61,9 @@ class DemoOptions:
     get_order_429_rate: float = 0.05
     reconcile_interval_s: int = 5
     converge_timeout_s: float = 90.0
+    consumer_down_s: float = 3.0
+    consumer_fail_rate: float = 0.05
+    """While orders are driven, the change-feed consumer answers 500 at random this often."""
     data_dir: Path | None = None
 
 
@@ -116,6 +125,9 @@ async def run_demo(options: DemoOptions, dsn: str, work: Path) -> int:
         "BUNSYNC_RECONCILE_INTERVAL_S": str(options.reconcile_interval_s),
         "BUNSYNC_RECONCILE_LOOKBACK_S": "3600",
         "BUNSYNC_LOG_FORMAT": "json",
+        # The change feed goes to the sandbox's consumer, which verifies it with the same secret.
+        "BUNSYNC_FORWARD_URL": f"{sandbox_url}/_sandbox/consumer",
+        "BUNSYNC_FORWARD_SECRET": DEFAULT_CONSUMER_SECRET,
     }
     me = [sys.executable, "-m", "app.cli"]
     faults = {
@@ -136,6 +148,8 @@ async def run_demo(options: DemoOptions, dsn: str, work: Path) -> int:
         f"{serve_url}/webhooks/bunjang",
         "--webhook-retry-base",
         "0.2",
+        "--consumer-secret",
+        DEFAULT_CONSUMER_SECRET,
     ]
     for flag, value in faults.items():
         sandbox_argv += [flag, str(value)]
@@ -151,6 +165,13 @@ async def run_demo(options: DemoOptions, dsn: str, work: Path) -> int:
                 f"{options.get_order_error_rate:.0%}, 429 {options.get_order_429_rate:.0%}"
             )
             _say(f"bunsync serve on {serve_url}, reconciling every {options.reconcile_interval_s} s")
+            consumer_faults = {"downForS": options.consumer_down_s, "failRate": options.consumer_fail_rate}
+            await client.patch(f"{sandbox_url}/_sandbox/consumer", json=consumer_faults)
+            _say(
+                f"change feed forwarded to {sandbox_url}/_sandbox/consumer: down for the first "
+                f"{options.consumer_down_s:g} s, then 500 at random {options.consumer_fail_rate:.0%} while "
+                "orders move"
+            )
             started = time.monotonic()
             await client.post(f"{sandbox_url}/_sandbox/orders", json={"count": options.orders})
             for n in range(1, options.rounds + 1):
@@ -159,12 +180,17 @@ async def run_demo(options: DemoOptions, dsn: str, work: Path) -> int:
                 if n % 5 == 0 or n == options.rounds:
                     _say(f"  round {n:>2}/{options.rounds}  " + await _progress(client, sandbox_url, pool))
             driven = time.monotonic()
+            await client.patch(f"{sandbox_url}/_sandbox/consumer", json={"failRate": 0.0})
             await client.post(f"{sandbox_url}/_sandbox/webhooks/settle", params={"timeout": 60})
             mismatches = await _converge(client, sandbox_url, pool, options.converge_timeout_s)
             converged = time.monotonic()
             counters = (await client.get(f"{sandbox_url}/_sandbox/counters")).json()
             recovered = int(await pool.fetchval(_Q["listed_events"]))
             code = _report(counters, recovered, mismatches, driven - started, converged - driven)
+            forwarded = await _forwarded(client, sandbox_url, pool, options.converge_timeout_s)
+            for line in forwarded.lines():
+                _say(line)
+            code = code or (0 if forwarded.ok else 1)
             await _show_examples(pool)
             return code if await _forget_one(me, env, dsn, pool) else 1
     finally:
@@ -244,6 +270,29 @@ async def _converge(
             last_said = time.monotonic()
             _say("  converging  " + await _progress(client, sandbox_url, pool))
         await asyncio.sleep(0.5)
+
+
+async def _forwarded(
+    client: httpx.AsyncClient, sandbox_url: str, pool: asyncpg.Pool, timeout_s: float
+) -> feed_check.FeedCheck:
+    """Wait until the feed is complete and forwarded (no projection lag, no forwarding lag) or the
+    deadline; then compare what the consumer accepted with the feed."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        report = await status.collect(pool)
+        caught_up = report.max_projection_lag == 0 and (
+            report.forwarding is not None and report.forwarding.lag_changes == 0
+        )
+        if caught_up or time.monotonic() > deadline:
+            feed = [feed_check.FeedRowIn(*r) for r in await pool.fetch(_Q["feed"])]
+            url = f"{sandbox_url}/_sandbox/consumer/received"
+            got = (await client.get(url, params={"accepted": "true"})).json()
+            check = feed_check.compare(
+                feed, got["received"], requests=got["requests"], invalid_signatures=got["invalidSignatures"]
+            )
+            if not check.missing or time.monotonic() > deadline:
+                return check
+        await asyncio.sleep(0.2)
 
 
 async def _show_examples(pool: asyncpg.Pool) -> None:

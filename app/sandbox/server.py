@@ -25,7 +25,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 
-from app.sandbox import admin, api
+from app.sandbox import admin, api, consumer_api
 from app.sandbox.config import SandboxConfig
 from app.sandbox.service import Sandbox
 from app.sandbox.wire import error_body
@@ -62,7 +62,8 @@ def _crash(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
 
 
 def create_app(config: SandboxConfig, sandbox: Sandbox | None = None) -> Litestar:
-    """The sandbox as an ASGI app: Bunjang's REST API plus ``/_sandbox/`` admin endpoints.
+    """The sandbox as an ASGI app: Bunjang's REST API, ``/_sandbox/`` admin endpoints and the
+    simulated partner endpoint ``/_sandbox/consumer`` (:mod:`app.sandbox.consumer_api`).
 
     Pass ``sandbox`` to keep a handle on the instance the app serves (default: a new one).
     """
@@ -72,7 +73,7 @@ def create_app(config: SandboxConfig, sandbox: Sandbox | None = None) -> Litesta
         return sandbox
 
     return Litestar(
-        route_handlers=[api.get_order, api.list_orders, *admin.ROUTES],
+        route_handlers=[api.get_order, api.list_orders, *admin.ROUTES, *consumer_api.ROUTES],
         dependencies={"sandbox": Provide(provide_sandbox, sync_to_thread=False)},
         on_startup=[sandbox.start],
         on_shutdown=[sandbox.stop],

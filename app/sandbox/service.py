@@ -20,9 +20,11 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
+from app.feed import signing
 from app.sandbox.auth import Rejection, check_token
 from app.sandbox.clock import SimClock
 from app.sandbox.config import SandboxConfig
+from app.sandbox.consumer import Consumer
 from app.sandbox.counters import Counters, CountersOut
 from app.sandbox.delivery import Deliverer, new_event_id, report_crash
 from app.sandbox.faults import Faults
@@ -59,6 +61,10 @@ class Sandbox:
         self.faults = Faults(config.faults, _seeded(seed, "faults"))
         self.counters = Counters()
         self._event_rng = _seeded(seed, "events")
+        key = signing.parse_secret(config.consumer_secret)
+        self.consumer = Consumer(key, _seeded(seed, "consumer"), wall=wall, monotonic=monotonic)
+        if config.consumer_fail_rate:
+            self.consumer.update({"failRate": config.consumer_fail_rate})
         self.deliverer: Deliverer | None = None
         if config.webhook_url:
             self.deliverer = Deliverer(

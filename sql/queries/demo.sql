@@ -17,3 +17,7 @@ SELECT source, count(*) AS n FROM reporting.order_item_status GROUP BY 1;
 -- name: personal_data
 -- The buyer personal data kept per order (JSON text), to pick one order to forget.
 SELECT order_id, fields::text AS fields FROM bunsync.personal_data ORDER BY order_id;
+
+-- name: feed
+-- The change feed in feed order, to compare with what the sandbox's consumer received.
+SELECT feed_position, order_item_id, status FROM reporting.item_changes ORDER BY feed_position;

@@ -151,6 +151,10 @@ def test_demo_runs_end_to_end_and_leaves_nothing_running(tmp_path: Path) -> None
         done = _bunsync("demo", "--orders", "40", "--rounds", "5", "--data-dir", str(top / "demo"), env={})
         assert done.returncode == 0, done.stdout + done.stderr
         assert "0 mismatches" in done.stdout
+        # The change feed, forwarded to the sandbox's consumer (down, then failing at random, meanwhile).
+        assert "the consumer received every confirmed change once, in order, each signature valid" in (
+            done.stdout
+        )
         assert "clean: no byte of the forgotten buyer's data is left" in done.stdout  # the pg_dump scan
         assert "0 after" in done.stdout and ": erased (request): /data/delivery/address:" in done.stdout
         assert not _postmaster_running(top / "demo" / "db")
