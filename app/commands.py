@@ -22,7 +22,7 @@ import uvloop
 from rich.console import Console
 
 from app import fetcher, reconciler, service
-from app.ops import explain, explain_text, status
+from app.ops import explain, explain_text, status, status_text
 from app.privacy import erasure, redaction
 from app.progress import progress_reporter
 from app.settings import Settings
@@ -208,7 +208,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         if args.json:
             sys.stdout.buffer.write(status.encode_json(snapshot, verdict, reasons) + b"\n")
         else:
-            print(status.render_text(snapshot, verdict, reasons))
+            print(status_text.render_text(snapshot, verdict, reasons))
         return status.exit_code(verdict)
 
     if settings.database_url is None and not (settings.data_dir / "pg" / "PG_VERSION").exists():

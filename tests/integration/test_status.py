@@ -8,7 +8,7 @@ import asyncpg
 import msgspec
 import pytest
 
-from app.ops import status
+from app.ops import status, status_text
 from app.ops.status import Verdict
 from app.store import db, event_log, roles
 from app.store.event_log import NewEvent
@@ -69,7 +69,7 @@ async def test_a_fresh_database_is_healthy(pool: asyncpg.Pool) -> None:
     assert (report.last_reconcile, report.reconcile_passes) == (None, ())
     verdict, reasons = status.assess(report, max_lag=0)
     assert (verdict, reasons, status.exit_code(verdict)) == (Verdict.HEALTHY, [], 0)
-    assert "no pass yet" in status.render_text(report, verdict, reasons)
+    assert "no pass yet" in status_text.render_text(report, verdict, reasons)
 
 
 async def test_a_troubled_system_is_reported_and_degraded(
@@ -145,7 +145,7 @@ async def test_a_troubled_system_is_reported_and_degraded(
     assert doc["last_reconcile"]["ok"] is False
     assert doc["unrecognized_webhooks"] == 1
 
-    screen = status.render_text(report, verdict, reasons)
+    screen = status_text.render_text(report, verdict, reasons)
     for expected in ("DEGRADED", "901", "403 not your order", "KeyError: items", "FAILED", "running"):
         assert expected in screen
 
@@ -169,7 +169,7 @@ async def test_fields_read_as_absent_are_counted_and_shown_but_not_judged(pool: 
     assert (verdict, reasons, report.parked_events.total) == (Verdict.HEALTHY, [], 0)
     doc = msgspec.json.decode(status.encode_json(report, verdict, reasons))
     assert (doc["anomalies"]["item_anomalies"], doc["anomalies"]["order_anomalies"]) == (1, 2)
-    screen = status.render_text(report, verdict, reasons)
+    screen = status_text.render_text(report, verdict, reasons)
     assert "2 order fields read as absent (bunsync.order_anomalies)" in screen
     assert "1 item fields read as absent (bunsync.item_anomalies)" in screen
     assert "order.totalPrice" in screen and "product.price" in screen
@@ -201,7 +201,7 @@ async def test_dead_fetches_are_capped_but_counted(pool: asyncpg.Pool, admin: as
     assert report.fetch_queue.dead == status.DEAD_FETCHES_SHOWN + 5
     assert len(report.fetch_queue.dead_fetches) == status.DEAD_FETCHES_SHOWN
     assert report.fetch_queue.dead_fetches[0].order_id == 1000 + status.DEAD_FETCHES_SHOWN + 4  # newest first
-    assert f"{status.DEAD_FETCHES_SHOWN + 5} (newest {status.DEAD_FETCHES_SHOWN})" in status.render_text(
+    assert f"{status.DEAD_FETCHES_SHOWN + 5} (newest {status.DEAD_FETCHES_SHOWN})" in status_text.render_text(
         report, *status.assess(report)
     )
 

@@ -23,8 +23,8 @@ from app.ops.status import (
     encode_json,
     encode_unreachable,
     exit_code,
-    render_text,
 )
+from app.ops.status_text import render_text
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
