@@ -160,7 +160,7 @@ async def run_pass(
     plan = plan_range(watermark, now, overlap=overlap, lookback=lookback, since=since, until=until)
     pass_id = await pool.fetchval(_Q["pass_started"], plan.start, plan.end, float(deadline_s))
     log.info("reconcile_started", range_start=plan.start.isoformat(), range_end=plan.end.isoformat())
-    counts = [0, 0]  # orders seen, differences
+    counts = [0, 0, 0]  # orders seen, differences, List Orders pages read
     try:
         try:
             async with asyncio.timeout(deadline_s):
@@ -170,9 +170,9 @@ async def run_pass(
         if plan.advances_watermark:
             await pool.execute(_Q["set_watermark"], plan.end)
     except BaseException as exc:
-        seen, found = counts
+        seen, found, pages = counts
         error = f"{type(exc).__name__}: {exc}"[:2000]
-        await _finish(pool, pass_id, seen, found, ok=False, error=error)
+        await _finish(pool, pass_id, seen, found, pages, ok=False, error=error)
         _count(ok=False, seen=seen, found=found)
         # Not ERROR: the next tick retries by itself. What an operator must fix (credentials rejected)
         # is logged at ERROR where it is found; a pass that keeps failing shows in `bunsync status`
@@ -185,8 +185,8 @@ async def run_pass(
             note="retried at the next tick; the watermark did not move",
         )
         raise
-    seen, found = counts
-    await _finish(pool, pass_id, seen, found, ok=True, error=None)
+    seen, found, pages = counts
+    await _finish(pool, pass_id, seen, found, pages, ok=True, error=None)
     _count(ok=True, seen=seen, found=found)
     log.info("reconcile_done", orders_seen=seen, differences=found, watermark_moved=plan.advances_watermark)
     return PassResult(plan.start, plan.end, seen, found, plan.advances_watermark)
@@ -200,11 +200,15 @@ async def _windows(
     counts: list[int],
     progress: Progress | None,
 ) -> None:
-    """Every window of ``plan``, every page; ``counts`` (seen, differences) is kept up to date."""
+    """Every window of ``plan``, every page; ``counts`` (seen, differences, pages) is kept up to date."""
+
+    def page_read() -> None:
+        counts[2] += 1
+
     windows = plan.windows()
     for done, window in enumerate(windows, start=1):
         batch: list[ListedOrder] = []
-        async for order in client.list_window(window):
+        async for order in client.list_window(window, on_page=page_read):
             counts[0] += 1
             batch.append(order)
             if len(batch) >= _BATCH:
@@ -242,19 +246,19 @@ async def _record(pool: asyncpg.Pool, batch: list[ListedOrder], now: datetime) -
 
 
 async def _finish(
-    pool: asyncpg.Pool, pass_id: int, seen: int, found: int, *, ok: bool, error: str | None
+    pool: asyncpg.Pool, pass_id: int, seen: int, found: int, pages: int, *, ok: bool, error: str | None
 ) -> None:
     try:
-        await _pass_finished(pool, pass_id, seen, found, ok, error)
+        await _pass_finished(pool, pass_id, seen, found, ok, error, pages)
     except StorageUnavailable as exc:
         log.warning("reconcile_pass_not_recorded", pass_id=pass_id, error=str(exc))
 
 
 @db.operation
 async def _pass_finished(
-    pool: asyncpg.Pool, pass_id: int, seen: int, found: int, ok: bool, error: str | None
+    pool: asyncpg.Pool, pass_id: int, seen: int, found: int, ok: bool, error: str | None, pages: int
 ) -> None:
-    await pool.execute(_Q["pass_finished"], pass_id, seen, found, ok, error)
+    await pool.execute(_Q["pass_finished"], pass_id, seen, found, ok, error, pages)
 
 
 def exclusive(dsn: str, *, on_busy: Callable[[], None] | None = None) -> AbstractAsyncContextManager[bool]:

@@ -238,15 +238,20 @@ class BunjangClient:
         )
 
     async def list_window(
-        self, window: Window, *, page_size: int = MAX_PAGE_SIZE
+        self,
+        window: Window,
+        *,
+        page_size: int = MAX_PAGE_SIZE,
+        on_page: Callable[[], None] | None = None,
     ) -> AsyncIterator[ListedOrder]:
-        """Every order of one window (at most 15 days), following ``page`` from 0 until ``totalPages``.
+        """Every order of one window (at most 15 days), following ``page`` from 0 until ``totalPages``;
+        ``on_page`` is called once per page read.
 
         An order listed again with exactly the same items (id, status, ``statusUpdatedAt``) is yielded
         once; if it comes back changed it is yielded again, so a newer state is never hidden.
         """
         seen: dict[int, int] = {}
-        async for order in self._window_pages(window, page_size):
+        async for order in self._window_pages(window, page_size, on_page):
             if _first_sighting(seen, order):
                 yield order
 
@@ -264,11 +269,15 @@ class BunjangClient:
                 if _first_sighting(seen, order):
                     yield order
 
-    async def _window_pages(self, window: Window, page_size: int) -> AsyncIterator[ListedOrder]:
+    async def _window_pages(
+        self, window: Window, page_size: int, on_page: Callable[[], None] | None = None
+    ) -> AsyncIterator[ListedOrder]:
         page = 0
         announced: int | None = None
         while True:
             result = await self.list_page(window, page, page_size)
+            if on_page is not None:
+                on_page()
             if announced is None:
                 announced = result.total_pages
                 if announced > self._max_pages:

@@ -34,7 +34,7 @@ def render(explanation: Explanation, console: Console) -> None:
         outcome = "ok" if p.ok else "running" if p.ok is None else f"failed: {p.error}"
         console.print(
             f"Reconcile pass {p.id} listed it: range {when(p.range_start)} .. {when(p.range_end)}, "
-            f"{p.orders_seen} orders, {p.differences} differences, {outcome}"
+            f"{p.pages} pages, {p.orders_seen} orders, {p.differences} differences, {outcome}"
         )
     console.print(Text("Items", style="bold"))
     for item in e.items:

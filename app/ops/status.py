@@ -107,6 +107,7 @@ class ReconcilePass(msgspec.Struct, frozen=True):
     differences: int
     ok: bool | None
     error: str | None
+    pages: int = 0  # List Orders pages read
 
 
 class ItemAnomaly(msgspec.Struct, frozen=True):

@@ -30,7 +30,7 @@ LIMIT $1 OFFSET $2;
 -- name: passes_page
 -- One page of reconcile passes, newest first: $1 rows after skipping $2 (reconcile_passes_started_at_idx).
 SELECT r.id, r.started_at, r.finished_at, r.range_start, r.range_end, r.orders_seen, r.differences,
-       r.ok, r.error
+       r.ok, r.error, r.pages
 FROM bunsync.reconcile_passes AS r
 ORDER BY r.started_at DESC, r.id DESC
 LIMIT $1 OFFSET $2;

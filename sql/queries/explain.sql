@@ -29,7 +29,7 @@ WHERE q.order_id = $1;
 -- the order were recorded): the newest pass started at or before it, if not finished before it.
 -- One index probe per time (reconcile_passes_started_at_idx).
 SELECT DISTINCT p.id, p.started_at, p.finished_at, p.range_start, p.range_end, p.orders_seen,
-       p.differences, p.ok, p.error
+       p.differences, p.ok, p.error, p.pages
 FROM unnest($1::timestamptz[]) AS t(at)
 CROSS JOIN LATERAL (
     SELECT r.* FROM bunsync.reconcile_passes AS r

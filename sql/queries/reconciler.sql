@@ -31,9 +31,10 @@ VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3))
 RETURNING id;
 
 -- name: pass_finished
--- Record the end of pass $1: orders seen $2, differences $3, ok $4, error $5 (NULL when ok).
+-- Record the end of pass $1: orders seen $2, differences $3, ok $4, error $5 (NULL when ok), List
+-- Orders pages read $6.
 UPDATE bunsync.reconcile_passes
-SET finished_at = clock_timestamp(), orders_seen = $2, differences = $3, ok = $4, error = $5
+SET finished_at = clock_timestamp(), orders_seen = $2, differences = $3, ok = $4, error = $5, pages = $6
 WHERE id = $1;
 
 -- name: current_items

@@ -55,7 +55,7 @@ LIMIT $1;
 -- name: reconcile_passes
 -- The $1 latest reconcile passes, newest first (a running pass has finished_at and ok NULL).
 SELECT r.id, r.started_at, r.finished_at, r.range_start, r.range_end, r.orders_seen, r.differences,
-       r.ok, r.error
+       r.ok, r.error, r.pages
 FROM bunsync.reconcile_passes AS r
 ORDER BY r.started_at DESC, r.id DESC
 LIMIT $1;
@@ -64,7 +64,7 @@ LIMIT $1;
 -- The newest finished reconcile pass, chosen as reporting.sync_health chooses last_reconcile_at and
 -- last_reconcile_ok (by finished_at), so the report agrees with the view. No parameters.
 SELECT r.id, r.started_at, r.finished_at, r.range_start, r.range_end, r.orders_seen, r.differences,
-       r.ok, r.error
+       r.ok, r.error, r.pages
 FROM bunsync.reconcile_passes AS r
 WHERE r.finished_at IS NOT NULL
 ORDER BY r.finished_at DESC, r.id DESC

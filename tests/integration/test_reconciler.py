@@ -52,11 +52,14 @@ async def test_a_pass_that_fails_midway_does_not_move_the_watermark(
     with pytest.raises(Exception, match=r"ServerError|500"):
         await reconciler.run_pass(pool, client, now=_now(sandbox), overlap=OVERLAP, lookback=LOOKBACK)
     assert await admin.fetchval("SELECT watermark FROM bunsync.reconcile_state") is None
-    failed = await admin.fetchrow("SELECT ok, error, orders_seen FROM bunsync.reconcile_passes")
+    failed = await admin.fetchrow("SELECT ok, error, orders_seen, pages FROM bunsync.reconcile_passes")
     assert failed["ok"] is False and "ServerError" in failed["error"] and failed["orders_seen"] == 100
+    assert failed["pages"] == 1  # the page read before the failure, recorded with the failed pass
     # The next pass covers the same range again and succeeds.
     ok = await reconciler.run_pass(pool, client, now=_now(sandbox), overlap=OVERLAP, lookback=LOOKBACK)
     assert (ok.orders_seen, ok.watermark_moved) == (150, True)
+    pages = await admin.fetchval("SELECT pages FROM bunsync.reconcile_passes WHERE ok")
+    assert pages == 2  # 150 orders, 100 a page, in one 15-day window
     assert await admin.fetchval("SELECT watermark FROM bunsync.reconcile_state") == ok.end
 
 
