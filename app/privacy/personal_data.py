@@ -153,7 +153,7 @@ def needles(value: str) -> list[bytes]:
     """The byte strings under which ``value`` can appear in a text dump of the database.
 
     UTF-8 text; bytea in hex output (``\\x…``, lower case as PostgreSQL writes it); and JSON with every
-    non-ASCII character as a ``\\uXXXX`` escape (lower and upper case hex). Compare with
+    non-ASCII character as a ``\\u`` escape of four hex digits (lower and upper case). Compare with
     :func:`found_in`, which also lowers the dump for the hex forms.
     """
     text = value.encode("utf-8")
