@@ -16,6 +16,7 @@ import jinja2
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.exceptions import NotFoundException, PermissionDeniedException
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect
 from litestar.types import ControllerRouterHandler
 
@@ -80,28 +81,28 @@ def console_handlers(services: Services) -> list[ControllerRouterHandler]:
         return render("overview.html", view=await pages.overview(pool, minutes), page="overview")
 
     @get("/search")
-    async def search(q: str = "") -> Response[Any]:
+    async def search(q: FromQuery[str] = "") -> Response[Any]:
         order_id = await _find(pool, q.strip()[:200])
         if order_id is None:
             return render("not_found.html", 404, what=q.strip()[:200], page="search")
         return Redirect(f"/orders/{order_id}", status_code=303)
 
     @get("/orders/{order_id:int}")
-    async def order(order_id: int) -> Response[str]:
+    async def order(order_id: FromPath[int]) -> Response[str]:
         found = await explain.explain(pool, order_id)
         if found is None:
             return render("not_found.html", 404, what=f"order {order_id}", page="search")
         return render("order.html", x=found[0], payloads=found[1], page="order")
 
     @get("/api/orders/{order_id:int}")
-    async def api_order(order_id: int) -> Response[bytes]:
+    async def api_order(order_id: FromPath[int]) -> Response[bytes]:
         found = await explain.explain(pool, order_id)
         if found is None:
             raise NotFoundException()
         return Response(explain.encode_json(found[0]), media_type="application/json")
 
     @get("/dead-letters")
-    async def dead_letters(page: str = "1", done: str = "") -> Response[str]:
+    async def dead_letters(page: FromQuery[str] = "1", done: FromQuery[str] = "") -> Response[str]:
         number = pages.page_number(page)
         rows, more = await pages.page(pool, "dead_page", number)
         return render("dead.html", rows=rows, number=number, more=more, done=done[:200], page="dead")
@@ -124,7 +125,7 @@ def console_handlers(services: Services) -> list[ControllerRouterHandler]:
         return Redirect(f"/dead-letters?done=re-queued+{len(done)}+fetch(es)", status_code=303)
 
     @get("/parked")
-    async def parked(page: str = "1", done: str = "") -> Response[str]:
+    async def parked(page: FromQuery[str] = "1", done: FromQuery[str] = "") -> Response[str]:
         number = pages.page_number(page)
         rows, more = await pages.page(pool, "parked_page", number)
         return render("parked.html", rows=rows, number=number, more=more, done=done[:200], page="parked")
@@ -146,13 +147,13 @@ def console_handlers(services: Services) -> list[ControllerRouterHandler]:
         return Redirect(f"/parked?done=asked+for+{count}+retry(ies)", status_code=303)
 
     @get("/reconcile")
-    async def passes(page: str = "1") -> Response[str]:
+    async def passes(page: FromQuery[str] = "1") -> Response[str]:
         number = pages.page_number(page)
         rows, more = await pages.page(pool, "passes_page", number)
         return render("passes.html", rows=rows, number=number, more=more, page="reconcile")
 
     @get("/sign-in", opt=PUBLIC)
-    async def sign_in_form(error: str = "") -> Response[str]:
+    async def sign_in_form(error: FromQuery[str] = "") -> Response[str]:
         return render("sign_in.html", error=bool(error), page="sign-in")
 
     @post("/sign-in", opt=PUBLIC)
@@ -181,7 +182,7 @@ def console_handlers(services: Services) -> list[ControllerRouterHandler]:
         return Redirect("/sign-in", status_code=303, cookies=[cookie])
 
     @get("/static/{name:str}", opt=PUBLIC)
-    async def static(name: str) -> Response[bytes]:
+    async def static(name: FromPath[str]) -> Response[bytes]:
         if name not in _STATIC:
             raise NotFoundException()
         body = _ASSETS.joinpath("static", name).read_bytes()
