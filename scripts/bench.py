@@ -27,10 +27,11 @@ their output as it comes:
 The figures are parsed from each script's output; then one table (machine: cores, CPU, PostgreSQL,
 Python, date, load; each figure with its reference, ratio, target and PASS/FAIL), and the same table as
 Markdown between the marker lines `<!-- bench:begin -->` and `<!-- bench:end -->`, ready for the README's
-Performance section. `--quick` runs smaller sizes (ingest 5 s per phase, rebuild 200,000 events,
-catch-up 50,000 events, reconcile 10,000 orders, fetch 1,000 orders once, console 200,000 events,
-feed/latency 10 s, memory 60 s) to check that everything works; its figures are not the ones to
-publish (the memory verdict of a 60 s run is indicative only).
+Performance section. `--quick` runs smaller sizes (ingest 3 s per phase, rebuild 30,000 events,
+catch-up 20,000 events, reconcile 3,000 orders, fetch 500 orders once, console 50,000 events, feed
+500 changes and 5 s, latency 5 s, memory 60 s) so that all of it runs in under 3 minutes; its figures
+check that everything works and are not the ones to publish (small sizes favour fixed costs; the
+memory verdict of a 60 s run is indicative only).
 """
 
 from __future__ import annotations
@@ -512,11 +513,13 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes, to check that all of it runs")
     parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated subset of: %(default)s")
-    parser.add_argument("--ingest-duration", type=int, help="seconds per ingest phase (15; quick: 5)")
-    parser.add_argument("--rebuild-events", type=int, help="events to rebuild (1000000; quick: 200000)")
-    parser.add_argument("--rebuild-items", type=int, help="items they touch (100000; quick: 20000)")
-    parser.add_argument("--reconcile-orders", type=int, help="sandbox orders (100000; quick: 10000)")
-    parser.add_argument("--catchup-events", type=int, help="events to catch up on (1000000; quick: 50000)")
+    parser.add_argument(
+        "--ingest-duration", type=int, help="seconds per ingest phase (15; quick: 3, warm-up 1)"
+    )
+    parser.add_argument("--rebuild-events", type=int, help="events to rebuild (1000000; quick: 30000)")
+    parser.add_argument("--rebuild-items", type=int, help="items they touch (100000; quick: 3000)")
+    parser.add_argument("--reconcile-orders", type=int, help="sandbox orders (100000; quick: 3000)")
+    parser.add_argument("--catchup-events", type=int, help="events to catch up on (1000000; quick: 20000)")
     parser.add_argument(
         "--timeout", type=float, default=1800, help="seconds each benchmark may take (default 1800)"
     )
@@ -526,11 +529,11 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"--only takes names from {', '.join(BENCHMARKS)}")
     args.only = chosen
     quick = args.quick
-    args.ingest_duration = args.ingest_duration or (5 if quick else 15)
-    args.rebuild_events = args.rebuild_events or (200_000 if quick else 1_000_000)
-    args.rebuild_items = args.rebuild_items or (20_000 if quick else 100_000)
-    args.reconcile_orders = args.reconcile_orders or (10_000 if quick else 100_000)
-    args.catchup_events = args.catchup_events or (50_000 if quick else 1_000_000)
+    args.ingest_duration = args.ingest_duration or (3 if quick else 15)
+    args.rebuild_events = args.rebuild_events or (30_000 if quick else 1_000_000)
+    args.rebuild_items = args.rebuild_items or (3_000 if quick else 100_000)
+    args.reconcile_orders = args.reconcile_orders or (3_000 if quick else 100_000)
+    args.catchup_events = args.catchup_events or (20_000 if quick else 1_000_000)
     return args
 
 
@@ -544,7 +547,13 @@ def main() -> int:
     quick = int(args.quick)
     plan: dict[str, tuple[list[str], Callable[[Report, Run], None]]] = {
         "ingest": (
-            [sys.executable, str(SCRIPTS / "bench_ingest.py"), "--duration", str(args.ingest_duration)],
+            [
+                sys.executable,
+                str(SCRIPTS / "bench_ingest.py"),
+                "--duration",
+                str(args.ingest_duration),
+                *(["--warmup", "1"] * quick),
+            ],
             lambda rep, r: parse_ingest(rep, r, args.ingest_duration),
         ),
         "rebuild": (
@@ -573,12 +582,12 @@ def main() -> int:
             [
                 sys.executable,
                 str(SCRIPTS / "bench_fetch.py"),
-                *(["--orders", "1000", "--rounds", "1"] * quick),
+                *(["--orders", "500", "--rounds", "1"] * quick),
             ],
             parse_fetch,
         ),
         "latency": (
-            [sys.executable, str(SCRIPTS / "bench_latency.py"), *(["--quick"] * quick)],
+            [sys.executable, str(SCRIPTS / "bench_latency.py"), *(["--seconds", "5"] * quick)],
             parse_latency,
         ),
         "memory": ([sys.executable, str(SCRIPTS / "bench_memory.py"), *(["--quick"] * quick)], parse_memory),
@@ -587,11 +596,19 @@ def main() -> int:
             parse_reconcile,
         ),
         "console": (
-            [sys.executable, str(SCRIPTS / "bench_console.py"), *(["--events", "200000"] * args.quick)],
+            [
+                sys.executable,
+                str(SCRIPTS / "bench_console.py"),
+                *(["--events", "50000", "--runs", "10"] * quick),
+            ],
             parse_console,
         ),
         "feed": (
-            [sys.executable, str(SCRIPTS / "bench_feed.py"), *(["--quick"] if args.quick else [])],
+            [
+                sys.executable,
+                str(SCRIPTS / "bench_feed.py"),
+                *(["--changes", "500", "--seconds", "5"] * quick),
+            ],
             parse_feed,
         ),
     }
