@@ -28,10 +28,10 @@ The figures are parsed from each script's output; then one table (machine: cores
 Python, date, load; each figure with its reference, ratio, target and PASS/FAIL), and the same table as
 Markdown between the marker lines `<!-- bench:begin -->` and `<!-- bench:end -->`, ready for the README's
 Performance section. `--quick` runs smaller sizes (ingest 3 s per phase without warm-up, rebuild
-30,000 events, catch-up 20,000 events, reconcile 3,000 orders, fetch 500 orders once, console 50,000
-events, feed 500 changes and 5 s, latency 5 s, memory 60 s over 1,000 orders) so that all of it runs in
+30,000 events, catch-up 20,000 events, reconcile 3,000 orders, fetch 200 orders once, console 50,000
+events, feed 500 changes and 5 s, latency 5 s, memory 40 s over 1,000 orders) so that all of it runs in
 under 3 minutes; its figures check that everything works and are not the ones to publish (small sizes
-favour fixed costs; the memory verdict of a 60 s run is indicative only).
+favour fixed costs; the memory verdict of a 40 s run is indicative only).
 """
 
 from __future__ import annotations
@@ -582,7 +582,7 @@ def main() -> int:
             [
                 sys.executable,
                 str(SCRIPTS / "bench_fetch.py"),
-                *(["--orders", "500", "--rounds", "1"] * quick),
+                *(["--orders", "200", "--rounds", "1"] * quick),
             ],
             parse_fetch,
         ),

@@ -1,7 +1,7 @@
 """Benchmark memory over time: `bunsync serve` under a steady webhook load with the sandbox as Bunjang.
 
 Usage: .venv/bin/python scripts/bench_memory.py [--rate R] [--seconds S] [--quick]
-(defaults: 500 webhooks/s for 600 s; --quick: 60 s; scripts/bench.py runs it).
+(defaults: 500 webhooks/s for 600 s; --quick: 40 s; scripts/bench.py runs it).
 
 On a throwaway cluster (fsync on), ``bunsync sandbox --orders N`` (frozen clock) is Bunjang and
 ``bunsync serve`` runs with every role (HTTP, projectors, fetch workers, scheduler) and default
@@ -10,7 +10,7 @@ so each is logged and fetched; scripts/benchload.py). Every 10 s the RSS and ope
 the serve process and its children are sampled and printed as a series.
 
 Verdict: growth of the last sample over the first one taken after the warm-up (60 s; in --quick 20 s)
-< 10 %, for RSS and for fds. A 60 s run shows a trend, not a plateau: its verdict is indicative only.
+< 10 %, for RSS and for fds. A 40 s run shows a trend, not a plateau: its verdict is indicative only.
 The last line, ``BENCH_MEMORY {json}``, is for scripts/bench.py.
 """
 
@@ -62,13 +62,13 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rate", type=int, default=500, help="webhooks/s (500)")
-    parser.add_argument("--seconds", type=int, help="duration (600; quick: 60)")
+    parser.add_argument("--seconds", type=int, help="duration (600; quick: 40)")
     parser.add_argument(
         "--orders", type=int, default=5000, help="sandbox orders the webhooks cycle over (5000)"
     )
-    parser.add_argument("--quick", action="store_true", help="60 s, indicative only")
+    parser.add_argument("--quick", action="store_true", help="40 s, indicative only")
     args = parser.parse_args()
-    seconds = args.seconds or (60 if args.quick else 600)
+    seconds = args.seconds or (40 if args.quick else 600)
     warmup = 60 if seconds > 120 else 20
     try:
         with benchload.sandbox_and_serve(args.orders, [], "memory") as stack:
