@@ -1,4 +1,4 @@
-"""Run bunsync's three benchmarks and print ONE table of their figures and ratios.
+"""Run bunsync's benchmarks and print ONE table of their figures, same-run references and ratios.
 
 Runs, one after the other (each on its own throwaway PostgreSQL cluster, loopback only), and shows
 their output as it comes:
@@ -6,19 +6,32 @@ their output as it comes:
   ingest     scripts/bench_ingest.py: `bunsync serve` under wrk (64 connections): req/s and p99, as ratios
              to (a) pgbench inserting the same rows (the database's ceiling) and (b) a bare one-
              transaction-per-request app, both measured in the same run.
-  rebuild    scripts/bench_rebuild.py: `rebuild order_item_status` over N events (default 1,000,000):
-             events/s as a ratio to a set-based SQL ceiling (INSERT ... SELECT DISTINCT ON), peak RSS.
+  rebuild    scripts/bench_rebuild.py: `rebuild` of order_item_status, order_item_history and orders over
+             N events (default 1,000,000): events/s of each as a ratio to a set-based SQL ceiling
+             (INSERT ... SELECT DISTINCT ON) measured on the same log, peak RSS of each.
+  catchup    scripts/bench_catchup.py: every live projector (the real engine) from checkpoint 0 over
+             N events (default 1,000,000): events/s as a ratio to the same DISTINCT ON ceiling.
   reconcile  scripts/bench_reconcile.py: one full List Orders backfill of N sandbox orders (default 100,000)
              on an empty database: time, orders/s, List Orders calls vs the minimum number of pages,
              and time as a ratio to paging alone (same client, no database).
+  fetch      scripts/bench_fetch.py: fetch -> observed event with the personal-data split, as a ratio to
+             the same fetcher logging answers as received.
   console    scripts/bench_console.py: the operator console's overview (GET /) with N events in the log
              (default 1,000,000): median and p95 render time, as a ratio to the 200 ms target.
+  feed       scripts/bench_feed.py: change-feed forwarding throughput and append-to-receipt latency.
+  latency    scripts/bench_latency.py: `serve` with the sandbox as Bunjang at 200 webhooks/s for 30 s:
+             204 -> provisional status in the view, and Get Order logged -> confirmed status (p99s).
+  memory     scripts/bench_memory.py: `serve` (all roles) with the sandbox as Bunjang at 500 webhooks/s for
+             10 minutes: RSS and open fds every 10 s, growth after the first minute.
 
 The figures are parsed from each script's output; then one table (machine: cores, CPU, PostgreSQL,
 Python, date, load; each figure with its reference, ratio, target and PASS/FAIL), and the same table as
 Markdown between the marker lines `<!-- bench:begin -->` and `<!-- bench:end -->`, ready for the README's
-Performance section. `--quick` runs smaller sizes (ingest 5 s per phase, rebuild 200,000 events,
-reconcile 10,000 orders) to check that everything works; its figures are not the ones to publish.
+Performance section. `--quick` runs smaller sizes (ingest 3 s per phase without warm-up, rebuild
+30,000 events, catch-up 20,000 events, reconcile 3,000 orders, fetch 200 orders once, console 50,000
+events, feed 500 changes and 5 s, latency 5 s, memory 40 s over 1,000 orders) so that all of it runs in
+under 3 minutes; its figures check that everything works and are not the ones to publish (small sizes
+favour fixed costs; the memory verdict of a 40 s run is indicative only).
 """
 
 from __future__ import annotations
@@ -35,12 +48,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import benchlib
 from benchlib import ROOT
 
 SCRIPTS = ROOT / "scripts"
-BENCHMARKS = ("ingest", "rebuild", "reconcile", "console", "feed")
+BENCHMARKS = ("ingest", "rebuild", "catchup", "reconcile", "fetch", "console", "feed", "latency", "memory")
 MARK_BEGIN, MARK_END = "<!-- bench:begin -->", "<!-- bench:end -->"
 NUM = r"([\d,]+(?:\.\d+)?)"
 
@@ -223,32 +237,31 @@ def parse_ingest(report: Report, run_: Run, duration: int) -> None:
 
 
 def parse_rebuild(report: Report, run_: Run, events: int) -> None:
-    """Rows from scripts/bench_rebuild's lines: ceiling events/s, rebuild events/s, peak RSS."""
+    """Rows from scripts/bench_rebuild's lines: the ceiling, then events/s and peak RSS per projection."""
     out = run_.output
     ceiling = _find(rf"^ceiling[^:]*:\s*{NUM}\s*s,\s*{NUM} events/s", out)
-    rebuild = _find(rf"^rebuild[^:]*:\s*{NUM}\s*s,\s*{NUM} events/s", out)
-    peak = _find(r"peak (?:RSS|memory):? (\d+) MB", out)
-    if not rebuild:
+    rebuilds = re.findall(rf"^rebuild (\w+):\s*{NUM}\s*s,\s*{NUM} events/s, peak RSS (\d+) MB", out, re.M)
+    if not rebuilds:
         _failed(report, run_, "rebuild events/s")
         return
-    seconds, rate = _num(rebuild.group(1)), _num(rebuild.group(2))
-    label = f"`rebuild order_item_status`, {events:,} events"
-    if ceiling:
-        ceil_rate = _num(ceiling.group(2))
-        ratio = rate / ceil_rate
+    ceil_rate = _num(ceiling.group(2)) if ceiling else 0.0
+    reference = (
+        f"SQL DISTINCT ON: {ceil_rate:,.0f} events/s ({_num(ceiling.group(1)):.1f} s)"
+        if ceiling
+        else "ceiling not found"
+    )
+    for k, (name, seconds, rate_text, peak) in enumerate(rebuilds):
+        rate, mb = _num(rate_text), int(peak)
+        ratio = rate / ceil_rate if ceil_rate else float("nan")
         report.add(
             "rebuild",
-            label,
-            f"{rate:,.0f} events/s ({seconds:.1f} s)",
-            f"SQL DISTINCT ON: {ceil_rate:,.0f} events/s ({_num(ceiling.group(1)):.1f} s)",
+            f"`rebuild {name}`, {events:,} events",
+            f"{rate:,.0f} events/s ({_num(seconds):.1f} s)",
+            reference if k == 0 else "  same ceiling",
             f"{ratio:.2f}",
             ">= 0.5",
             _verdict(ratio >= 0.5),
         )
-    else:
-        report.add("rebuild", label, f"{rate:,.0f} events/s ({seconds:.1f} s)", "ceiling not found")
-    if peak:
-        mb = int(peak.group(1))
         report.add(
             "rebuild", "  peak RSS of the rebuild process", f"{mb} MB", "", "", "< 300 MB", _verdict(mb < 300)
         )
@@ -349,6 +362,96 @@ def parse_feed(report: Report, run_: Run) -> None:
     )
 
 
+def _summary(run_: Run, tag: str) -> dict[str, Any] | None:
+    """The JSON of a script's ``<tag> {json}`` line, if it printed one."""
+    line = next((ln for ln in run_.output.splitlines() if ln.startswith(f"{tag} ")), None)
+    return dict(json.loads(line.split(" ", 1)[1])) if line else None
+
+
+def parse_fetch(report: Report, run_: Run) -> None:
+    """The row of scripts/bench_fetch.py's `BENCH_FETCH {json}` line."""
+    f = _summary(run_, "BENCH_FETCH")
+    if f is None:
+        _failed(report, run_, "fetch -> observed event")
+        return
+    report.add(
+        "fetch",
+        f"fetch -> observed event with the personal-data split, {f['orders']:,} orders",
+        f"{f['with']:,.0f} orders/s",
+        f"same fetcher logging answers as received: {f['without']:,.0f} orders/s",
+        f"{f['with'] / f['without']:.2f}",
+        "cost < 10 % (>= 0.90)",
+        _verdict(f["cost"] < 0.10),
+    )
+
+
+def parse_catchup(report: Report, run_: Run) -> None:
+    """The row of scripts/bench_catchup.py's `BENCH_CATCHUP {json}` line."""
+    f = _summary(run_, "BENCH_CATCHUP")
+    if f is None:
+        _failed(report, run_, "catch-up from checkpoint 0")
+        return
+    report.add(
+        "catch-up",
+        f"live projectors from checkpoint 0, {len(f['projections'])} projections, {f['events']:,} events",
+        f"{f['rate']:,.0f} events/s ({f['seconds']:.1f} s), peak RSS {f['peak_mb']} MB",
+        f"SQL DISTINCT ON: {f['ceiling_rate']:,.0f} events/s",
+        f"{f['ratio']:.2f}",
+        ">= 0.5",
+        _verdict(f["ratio"] >= 0.5),
+    )
+
+
+def parse_latency(report: Report, run_: Run) -> None:
+    """Rows from scripts/bench_latency.py's `BENCH_LATENCY {json}` line."""
+    f = _summary(run_, "BENCH_LATENCY")
+    if f is None:
+        _failed(report, run_, "webhook -> view latency")
+        return
+    load = f"{f['rate']}/s for {f['seconds']} s, {f['achieved_per_s']}/s achieved"
+    for key, what in (
+        ("provisional", "204 -> provisional status in the view"),
+        ("confirmed", "Get Order logged -> confirmed status"),
+    ):
+        p99 = f[f"{key}_p99_ms"]
+        complete = f[key if key == "confirmed" else "visible"] == f["sent"]
+        report.add(
+            "latency",
+            f"{what} ({load}) p50 / p99",
+            f"{f[f'{key}_p50_ms']} / {p99} ms",
+            f"{f[key if key == 'confirmed' else 'visible']:,} of {f['sent']:,} seen",
+            f"{p99 / 100:.2f}",
+            "p99 <= 100 ms",
+            _verdict(p99 <= 100 and complete and not f["non_2xx"]),
+        )
+
+
+def parse_memory(report: Report, run_: Run) -> None:
+    """Rows from scripts/bench_memory.py's `BENCH_MEMORY {json}` line: growth, and the series."""
+    f = _summary(run_, "BENCH_MEMORY")
+    if f is None:
+        _failed(report, run_, "memory over time")
+        return
+    series = f["series"]
+    after = [x for x in series if x["t"] >= f["warmup_s"]] or series[-1:]
+    note = " (indicative only)" if f["indicative"] else ""
+    ok = f["rss_growth"] < 0.10 and f["fd_growth"] < 0.10 and not f["non_2xx"] and not f["errors"]
+    report.add(
+        "memory",
+        f"`serve` RSS / fds, {f['rate']}/s for {f['seconds']} s ({f['achieved_per_s']}/s achieved){note}",
+        f"{after[-1]['rss_mb']} MB / {after[-1]['fds']} fds at {after[-1]['t']} s",
+        f"at {after[0]['t']} s: {after[0]['rss_mb']} MB / {after[0]['fds']} fds",
+        f"{1 + f['rss_growth']:.2f} / {1 + f['fd_growth']:.2f}",
+        f"growth < 10 % after {f['warmup_s']} s",
+        _verdict(ok),
+    )
+    report.add(
+        "memory",
+        "  series every 10 s: MB / fds",
+        ", ".join(f"{x['rss_mb']:.0f}/{x['fds']}" for x in series),
+    )
+
+
 # -------------------------------------------------------------------------------------------- output
 
 
@@ -410,10 +513,13 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes, to check that all of it runs")
     parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated subset of: %(default)s")
-    parser.add_argument("--ingest-duration", type=int, help="seconds per ingest phase (15; quick: 5)")
-    parser.add_argument("--rebuild-events", type=int, help="events to rebuild (1000000; quick: 200000)")
-    parser.add_argument("--rebuild-items", type=int, help="items they touch (100000; quick: 20000)")
-    parser.add_argument("--reconcile-orders", type=int, help="sandbox orders (100000; quick: 10000)")
+    parser.add_argument(
+        "--ingest-duration", type=int, help="seconds per ingest phase (15; quick: 3, no warm-up)"
+    )
+    parser.add_argument("--rebuild-events", type=int, help="events to rebuild (1000000; quick: 30000)")
+    parser.add_argument("--rebuild-items", type=int, help="items they touch (100000; quick: 3000)")
+    parser.add_argument("--reconcile-orders", type=int, help="sandbox orders (100000; quick: 3000)")
+    parser.add_argument("--catchup-events", type=int, help="events to catch up on (1000000; quick: 20000)")
     parser.add_argument(
         "--timeout", type=float, default=1800, help="seconds each benchmark may take (default 1800)"
     )
@@ -423,10 +529,11 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"--only takes names from {', '.join(BENCHMARKS)}")
     args.only = chosen
     quick = args.quick
-    args.ingest_duration = args.ingest_duration or (5 if quick else 15)
-    args.rebuild_events = args.rebuild_events or (200_000 if quick else 1_000_000)
-    args.rebuild_items = args.rebuild_items or (20_000 if quick else 100_000)
-    args.reconcile_orders = args.reconcile_orders or (10_000 if quick else 100_000)
+    args.ingest_duration = args.ingest_duration or (3 if quick else 15)
+    args.rebuild_events = args.rebuild_events or (30_000 if quick else 1_000_000)
+    args.rebuild_items = args.rebuild_items or (3_000 if quick else 100_000)
+    args.reconcile_orders = args.reconcile_orders or (3_000 if quick else 100_000)
+    args.catchup_events = args.catchup_events or (20_000 if quick else 1_000_000)
     return args
 
 
@@ -437,9 +544,16 @@ def main() -> int:
         f"bench: load average at start {machine['load']} (1/5/15 min) on {machine['nproc']} cores", flush=True
     )
     report = Report()
+    quick = int(args.quick)
     plan: dict[str, tuple[list[str], Callable[[Report, Run], None]]] = {
         "ingest": (
-            [sys.executable, str(SCRIPTS / "bench_ingest.py"), "--duration", str(args.ingest_duration)],
+            [
+                sys.executable,
+                str(SCRIPTS / "bench_ingest.py"),
+                "--duration",
+                str(args.ingest_duration),
+                *(["--warmup", "0"] * quick),
+            ],
             lambda rep, r: parse_ingest(rep, r, args.ingest_duration),
         ),
         "rebuild": (
@@ -453,16 +567,51 @@ def main() -> int:
             ],
             lambda rep, r: parse_rebuild(rep, r, args.rebuild_events),
         ),
+        "catchup": (
+            [
+                sys.executable,
+                str(SCRIPTS / "bench_catchup.py"),
+                "--events",
+                str(args.catchup_events),
+                "--items",
+                str(max(1, args.catchup_events // 10)),
+            ],
+            parse_catchup,
+        ),
+        "fetch": (
+            [
+                sys.executable,
+                str(SCRIPTS / "bench_fetch.py"),
+                *(["--orders", "200", "--rounds", "1"] * quick),
+            ],
+            parse_fetch,
+        ),
+        "latency": (
+            [sys.executable, str(SCRIPTS / "bench_latency.py"), *(["--seconds", "5"] * quick)],
+            parse_latency,
+        ),
+        "memory": (
+            [sys.executable, str(SCRIPTS / "bench_memory.py"), *(["--quick", "--orders", "1000"] * quick)],
+            parse_memory,
+        ),
         "reconcile": (
             [sys.executable, str(SCRIPTS / "bench_reconcile.py"), "--orders", str(args.reconcile_orders)],
             parse_reconcile,
         ),
         "console": (
-            [sys.executable, str(SCRIPTS / "bench_console.py"), *(["--events", "200000"] * args.quick)],
+            [
+                sys.executable,
+                str(SCRIPTS / "bench_console.py"),
+                *(["--events", "50000", "--runs", "10"] * quick),
+            ],
             parse_console,
         ),
         "feed": (
-            [sys.executable, str(SCRIPTS / "bench_feed.py"), *(["--quick"] if args.quick else [])],
+            [
+                sys.executable,
+                str(SCRIPTS / "bench_feed.py"),
+                *(["--changes", "500", "--seconds", "5"] * quick),
+            ],
             parse_feed,
         ),
     }

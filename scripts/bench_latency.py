@@ -1,0 +1,160 @@
+"""Benchmark the webhook -> view latency a partner feels, through `bunsync serve` with the sandbox as Bunjang.
+
+Usage: .venv/bin/python scripts/bench_latency.py [--rate R] [--seconds S] [--quick]
+(defaults: 200 webhooks/s for 30 s; --quick: 10 s; scripts/bench.py runs it).
+
+On a throwaway cluster (fsync on), ``bunsync sandbox --orders R*S`` (frozen clock) is Bunjang and
+``bunsync serve --no-scheduler`` (HTTP, projectors, Get Order fetch workers; no reconcile, so every
+row in the view comes from the webhook or its fetch) is loaded with a steady R signed webhooks/s, one
+per sandbox order (scripts/benchload.py). A poller reads ``reporting.order_item_status`` every 10 ms
+for the items in flight (same host clock for everything):
+
+1. provisional: from the 204 to the item's row being visible in the view (any source: a fetch that
+   wins the race also shows the status); 0 when it was visible before the 204 reached the client;
+2. confirmed: from the Get Order answer being logged (``recorded_at`` of the order.observed event of
+   that order, the latest before the confirmation was seen) to the row's source being ``get_order``.
+
+Both include the poller's resolution (10 ms plus one query). Targets: p99 <= 100 ms each. The last
+line, ``BENCH_LATENCY {json}``, is for scripts/bench.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import json
+import sys
+import time
+
+import benchlib
+
+benchlib.reexec_in_venv(__file__)
+
+import asyncpg  # noqa: E402
+import benchload  # noqa: E402
+from benchload import Answer, percentile  # noqa: E402
+
+POLL_S = 0.01
+VIEW = "SELECT order_item_id, source FROM reporting.order_item_status WHERE order_item_id = ANY($1::bigint[])"
+OBSERVED = "SELECT stream, recorded_at FROM bunsync.event_log WHERE type = 'order.observed' ORDER BY position"
+
+
+class Poller:
+    """Records, per item, when its row first showed in the view and when its source became get_order."""
+
+    def __init__(self) -> None:
+        self.pending: dict[int, Answer] = {}
+        self.visible: dict[int, float] = {}
+        self.confirmed: dict[int, float] = {}
+
+    def add(self, answer: Answer) -> None:
+        self.pending[answer.item.item_id] = answer
+
+    async def run(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if self.pending:
+                rows = await conn.fetch(VIEW, list(self.pending))
+                now = time.time()
+                for r in rows:
+                    item = r["order_item_id"]
+                    self.visible.setdefault(item, now)
+                    if r["source"] == "get_order":
+                        self.confirmed[item] = now
+                        self.pending.pop(item, None)
+            await asyncio.sleep(POLL_S)
+
+
+async def measure(stack: benchload.Stack, rate: int, seconds: int) -> dict[str, object]:
+    conn = await asyncpg.connect(stack.dsn)
+    poller, stop = Poller(), asyncio.Event()
+    polling = asyncio.create_task(poller.run(conn, stop))
+    try:
+        load = await benchload.steady_load(
+            stack.port, stack.items, rate, seconds, connections=32, on_queue=poller.add
+        )
+        deadline = time.monotonic() + 60
+        while poller.pending and time.monotonic() < deadline:  # noqa: ASYNC110  # the poller's own state
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await polling
+    observed: dict[str, list[float]] = {}
+    for r in await conn.fetch(OBSERVED):
+        observed.setdefault(r["stream"], []).append(r["recorded_at"].timestamp())
+    pg = str(await conn.fetchval("SELECT version()")).split(",")[0]
+    await conn.close()
+    ok = [a for a in load.answers if a.status == 204]
+    provisional = sorted(
+        max(0.0, poller.visible[a.item.item_id] - a.answered) * 1000
+        for a in ok
+        if a.item.item_id in poller.visible
+    )
+    confirmed = []
+    for a in ok:
+        seen = poller.confirmed.get(a.item.item_id)
+        times = sorted(observed.get(f"order-{a.item.order_id}", []))
+        k = bisect.bisect_right(times, seen) if seen is not None else 0
+        if seen is not None and k:
+            confirmed.append(max(0.0, seen - times[k - 1]) * 1000)
+    confirmed.sort()
+    return {
+        "rate": rate,
+        "seconds": seconds,
+        "sent": len(load.answers),
+        "achieved_per_s": round(len(load.answers) / load.seconds, 1),
+        "non_2xx": load.non_2xx,
+        "errors": load.errors,
+        "visible": len(provisional),
+        "confirmed": len(confirmed),
+        "provisional_p50_ms": round(percentile(provisional, 0.5), 1),
+        "provisional_p99_ms": round(percentile(provisional, 0.99), 1),
+        "confirmed_p50_ms": round(percentile(confirmed, 0.5), 1),
+        "confirmed_p99_ms": round(percentile(confirmed, 0.99), 1),
+        "pg": pg,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rate", type=int, default=200, help="webhooks/s (200)")
+    parser.add_argument("--seconds", type=int, help="duration (30; quick: 10)")
+    parser.add_argument("--quick", action="store_true", help="10 s")
+    args = parser.parse_args()
+    seconds = args.seconds or (10 if args.quick else 30)
+    try:
+        with benchload.sandbox_and_serve(args.rate * seconds, ["--no-scheduler"], "latency") as stack:
+            print(
+                f"bench_latency: {args.rate} webhooks/s for {seconds} s over {len(stack.items):,} orders",
+                flush=True,
+            )
+            result = asyncio.run(measure(stack, args.rate, seconds))
+    except benchlib.BenchError as exc:
+        print(f"bench_latency: {exc}", file=sys.stderr)
+        return 1
+    ok = (
+        result["provisional_p99_ms"] <= 100  # type: ignore[operator]
+        and result["confirmed_p99_ms"] <= 100  # type: ignore[operator]
+        and result["visible"] == result["confirmed"] == result["sent"]
+        and not result["non_2xx"]
+    )
+    print(
+        f"sent {result['sent']:,} ({result['achieved_per_s']}/s achieved), non-2xx {result['non_2xx']}, "
+        f"socket errors {result['errors']}; visible {result['visible']:,}, confirmed {result['confirmed']:,}"
+    )
+    print(
+        f"204 -> provisional status in the view: p50 {result['provisional_p50_ms']} ms, "
+        f"p99 {result['provisional_p99_ms']} ms (target p99 <= 100 ms)"
+    )
+    print(
+        f"Get Order logged -> confirmed status in the view: p50 {result['confirmed_p50_ms']} ms, "
+        f"p99 {result['confirmed_p99_ms']} ms (target p99 <= 100 ms): {'PASS' if ok else 'FAIL'}"
+    )
+    print("BENCH_LATENCY " + json.dumps(result))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
