@@ -50,6 +50,14 @@ def order_stream(order_id: int) -> str:
     return f"order-{order_id}"
 
 
+def order_of_stream(stream: str) -> int | None:
+    """The order id of an order's stream (:func:`order_stream`), or None for any other stream."""
+    rest = stream.removeprefix("order-")
+    if rest == stream or not rest.lstrip("-").isdigit() or len(rest) > 20:
+        return None
+    return int(rest)
+
+
 # ------------------------------------------------------------------------------- idempotency keys
 
 

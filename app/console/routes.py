@@ -23,7 +23,6 @@ from litestar.types import ControllerRouterHandler
 from app import fetcher
 from app.console import pages
 from app.console.auth import SESSION_COOKIE, SESSION_TTL_S, Csrf, new_session
-from app.events import webhook_key
 from app.http.webhook_app import Services
 from app.ops import explain, reasons
 
@@ -82,7 +81,7 @@ def console_handlers(services: Services) -> list[ControllerRouterHandler]:
 
     @get("/search")
     async def search(q: FromQuery[str] = "") -> Response[Any]:
-        order_id = await _find(pool, q.strip()[:200])
+        order_id = await explain.find_order(pool, q.strip()[:200])
         if order_id is None:
             return render("not_found.html", 404, what=q.strip()[:200], page="search")
         return Redirect(f"/orders/{order_id}", status_code=303)
@@ -213,18 +212,3 @@ def _int(raw: str | None) -> int:
     if not -(2**63) <= value < 2**63:
         raise NotFoundException()
     return value
-
-
-async def _find(pool: Any, q: str) -> int | None:
-    """The order an order id, order item id or eventId names (in that order), or None."""
-    q_ = explain._Q  # the explain queries: index probes only
-    if q.isdigit() and len(q) < 19:
-        if await pool.fetchval(q_["order_seen"], f"order-{q}"):
-            return int(q)
-        item_order = await pool.fetchval(q_["order_of_item"], int(q))
-        if item_order is not None:
-            return int(item_order)
-    stream = await pool.fetchval(q_["order_of_event"], webhook_key(q)) if q else None
-    if isinstance(stream, str) and stream.startswith("order-") and stream[6:].lstrip("-").isdigit():
-        return int(stream[6:])
-    return None

@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from app.events import SOURCE_LIST_ORDERS, webhook_key
+from app.events import SOURCE_LIST_ORDERS, order_of_stream, order_stream, webhook_key
 from app.ops.reasons import Step, reason, verdict
 from app.ops.status import ReconcilePass
 from app.privacy.personal_data import MARKER, is_personal_key
@@ -179,7 +179,7 @@ async def explain(pool: asyncpg.Pool, order_id: int) -> tuple[Explanation, dict[
         shown: deque[tuple[EventEntry, str]] = deque(maxlen=EVENTS_SHOWN)
         total = 0
         # The projector's order, (tx_id, position), sorted by the database; folded as it streams.
-        async for row in conn.cursor(_Q["order_events"], f"order-{order_id}", prefetch=200):
+        async for row in conn.cursor(_Q["order_events"], order_stream(order_id), prefetch=200):
             total += 1
             shown.append((_entry(row, fold), mask_payload(row["payload"], row["raw_bytes"])))
         if not total:
@@ -253,3 +253,17 @@ def _mask(value: Any) -> Any:
     if isinstance(value, list):
         return [_mask(v) for v in value]
     return value
+
+
+@operation
+async def find_order(pool: asyncpg.Pool, q: str) -> int | None:
+    """The order that ``q`` names, as an order id, an order item id or an eventId (tried in that order),
+    or None. Index probes only (the console's search box)."""
+    if q.isdigit() and len(q) < 19:
+        if await pool.fetchval(_Q["order_seen"], order_stream(int(q))):
+            return int(q)
+        item_order = await pool.fetchval(_Q["order_of_item"], int(q))
+        if item_order is not None:
+            return int(item_order)
+    stream = await pool.fetchval(_Q["order_of_event"], webhook_key(q)) if q else None
+    return order_of_stream(stream) if isinstance(stream, str) else None

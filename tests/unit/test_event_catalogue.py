@@ -62,3 +62,9 @@ def test_keys_and_streams() -> None:
     assert events.listed_key(5, b"{}") == events.listed_key(5, b"{}") != events.listed_key(5, b"[]")
     assert events.observed_key(5) != events.observed_key(5)  # every fetch is an observation of its own
     assert events.erased_key(5) == "erasure:5"
+
+
+def test_an_order_stream_gives_back_its_order_and_nothing_else_does() -> None:
+    assert events.order_of_stream(events.order_stream(7_000_004)) == 7_000_004
+    for other in (events.UNRECOGNIZED_STREAM, "order-", "order-x1", "orders-5", "order-" + "9" * 40):
+        assert events.order_of_stream(other) is None
