@@ -363,7 +363,8 @@ class _Session:
         try:
             code = await self.poster.post(payload, headers, self.config.timeout_s)
         except TransportError as exc:
-            return RETRY, str(exc)
+            # Bounded: the text may quote what the endpoint sent back; /status and the console show it.
+            return RETRY, " ".join(str(exc).split())[:300]
         result = outcome(code)
         if result == RETRY and 300 <= code < 400:
             return RETRY, f"HTTP {code}: redirects are not followed; point BUNSYNC_FORWARD_URL at the target"

@@ -26,6 +26,7 @@ import asyncpg
 import msgspec
 import structlog
 
+from app.events import order_of_stream
 from app.privacy import personal_data
 from app.store import db, event_log, sqlfiles
 from app.store.event_log import NewEvent
@@ -94,7 +95,9 @@ def _redacted(position: int, stream: str, payload: str, raw: bytes | None) -> tu
     ):
         return None
     new_raw = raw_cut.facts_json.encode("utf-8") if raw_cut is not None else None
-    order_id = int(stream.removeprefix("order-"))
+    order_id = order_of_stream(stream)
+    if order_id is None:  # the fetcher writes order.observed only to order streams
+        raise ValueError(f"log row {position}: order.observed on stream {stream!r}")
     return (position, order_id, cut.facts_json, new_raw, personal_json)
 
 
