@@ -146,8 +146,10 @@ async def test_only_429_among_4xx_is_retried(
 async def test_a_slow_receiver_times_out_and_is_retried(
     start_sandbox: Any, start_receiver: Any, wait_until: Any
 ) -> None:
-    receiver = await start_receiver([("sleep", 0.6, 204), 204])
-    running = await start_sandbox(webhook_url=receiver.url, webhook_timeout_s=0.2, **FAST)
+    # A timeout wide enough that the second, prompt answer never misses it on a loaded machine (the suite
+    # runs in parallel), and a first answer slower than it by far.
+    receiver = await start_receiver([("sleep", 3.0, 204), 204])
+    running = await start_sandbox(webhook_url=receiver.url, webhook_timeout_s=1.0, **FAST)
     running.sandbox.create_orders(1)
     await wait_until(lambda: running.sandbox.pending == 0)
 
