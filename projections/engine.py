@@ -36,8 +36,10 @@ LIVE_SCHEMA = "bunsync"
 CHANNEL = "bunsync_events"
 BATCH_SIZE = 500
 _MAX_BACKOFF_S = 30.0
-_RECHECKS = 5
-_RECHECK_S = 0.05
+#: After a wake-up that found nothing readable, look again after each of these delays (s): what
+#: holds the reader back is then almost always another short transaction (a group commit of ingest,
+#: another projector's batch) that commits within milliseconds, so the first looks come soon.
+_RECHECK_DELAYS_S = (0.002, 0.004, 0.008, 0.016, 0.032, 0.064)
 
 
 class ProjectorDied(RuntimeError):
@@ -295,7 +297,7 @@ class ProjectorLoop:
             lock_conn.add_termination_listener(lambda *_: lost.set())
             async with self.pool.acquire() as conn:
                 await conn.execute(_Q["ensure_checkpoint"], name)
-            woken = 0
+            rechecks: list[float] = []
             while not self.halt.is_set():
                 if lost.is_set() or lock_conn.is_closed():
                     raise StorageUnavailable(f"projector {name} lost its lock connection")
@@ -307,13 +309,12 @@ class ProjectorLoop:
                 if read:
                     log.debug("projection_advanced", projection=name, events=read)
                     continue
-                if woken:
+                if rechecks:
                     # Woken but nothing readable yet: a transaction older than the notified one is
                     # still open (commit-safe reads wait for it). Look again shortly.
-                    woken -= 1
-                    await wait_any([self.halt], _RECHECK_S)
+                    await wait_any([self.halt], rechecks.pop(0))
                     continue
                 await wait_any([self.halt, wake, lost], self.poll_s)
-                woken = _RECHECKS if wake.is_set() else 0
+                rechecks = list(_RECHECK_DELAYS_S) if wake.is_set() else []
                 # The lock lives as long as this connection: make sure it still does.
                 await lock_conn.fetchval(_Q["ping"])
