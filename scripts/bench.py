@@ -424,6 +424,16 @@ def parse_latency(report: Report, run_: Run) -> None:
             "p99 <= 100 ms",
             _verdict(p99 <= 100 and complete and not f["non_2xx"]),
         )
+    if "poll_gap_p99_ms" in f:
+        report.add(
+            "latency",
+            "the poller's own resolution: time between its polls p50 / p99 (included above)",
+            f"{f['poll_gap_p50_ms']} / {f['poll_gap_p99_ms']} ms",
+            "10 ms sleep + one query",
+            "",
+            "",
+            "",
+        )
 
 
 def parse_memory(report: Report, run_: Run) -> None:
