@@ -180,10 +180,18 @@ class WrkResult:
     max_ms: float
     socket_errors: int
     rows: int = -1  # rows the phase added to its table, once counted
+    server_cpu_s: float = 0.0  # CPU time of the server's processes during the measured run
+    pg_cpu_s: float = 0.0  # CPU time of PostgreSQL's processes during the measured run
 
     @property
     def rps(self) -> float:
         return self.requests / self.duration_s
+
+    def cpu_us_per_request(self) -> tuple[float, float]:
+        """CPU µs per answered request of the server and of PostgreSQL: unlike req/s, this hardly moves
+        when other work on the machine takes cores away, so it is what compares two versions."""
+        answered = max(1, self.ok + self.non2xx)
+        return self.server_cpu_s * 1e6 / answered, self.pg_cpu_s * 1e6 / answered
 
     @property
     def in_flight(self) -> int:
@@ -313,6 +321,43 @@ def run_wrk(
     )
 
 
+# --------------------------------------------------------------------------------------------- CPU
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (index 0 is field 3, the state)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) used so far by ``root`` and its descendants: the live ones' own, and
+    through their parents' ``cutime``/``cstime`` the ones already reaped."""
+    children: dict[int, list[int]] = {}
+    ticks: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or (fields := _stat(int(entry.name))) is None:
+            continue
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        ticks[pid] = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += ticks.get(pid, 0)
+        todo.extend(children.get(pid, ()))
+    return total / _CLOCK_TICKS
+
+
+def postmaster_pid(cluster: Cluster) -> int:
+    return int((cluster.data / "postmaster.pid").read_text().split()[0])
+
+
 # ------------------------------------------------------------------------------------------- servers
 
 
@@ -355,17 +400,29 @@ def phase_pgbench(args: argparse.Namespace, cluster: Cluster, workdir: Path) -> 
 
 
 def _load_phase(
-    args: argparse.Namespace, wrk: str, workdir: Path, port: int, name: str, dsn: str, count: str
+    args: argparse.Namespace,
+    wrk: str,
+    workdir: Path,
+    port: int,
+    name: str,
+    dsn: str,
+    count: str,
+    pids: tuple[int, int],
 ) -> WrkResult:
-    """Warm up, then measure; count (with the query ``count``) the rows the measured run added."""
+    """Warm up, then measure; count (with the query ``count``) the rows the measured run added, and the
+    CPU time used meanwhile by the server (``pids[0]``'s tree) and PostgreSQL (``pids[1]``'s)."""
     if args.warmup:
         run_wrk(wrk, args, workdir, port, f"{name}-warmup", args.warmup)
     sql(dsn, "CHECKPOINT")
     before = sql(dsn, count)[0]
+    cpu_before = [tree_cpu_s(pid) for pid in pids]
     result = run_wrk(wrk, args, workdir, port, name, args.duration)
+    cpu = [tree_cpu_s(pid) - b for pid, b in zip(pids, cpu_before, strict=True)]
     time.sleep(1.0)  # let requests that were in flight when wrk stopped finish
     after = sql(dsn, count)[0]
-    return WrkResult(**{**result.__dict__, "rows": after - before})
+    return WrkResult(
+        **{**result.__dict__, "rows": after - before, "server_cpu_s": cpu[0], "pg_cpu_s": cpu[1]}
+    )
 
 
 def phase_baseline(args: argparse.Namespace, cluster: Cluster, wrk: str, workdir: Path) -> WrkResult:
@@ -377,10 +434,10 @@ def phase_baseline(args: argparse.Namespace, cluster: Cluster, wrk: str, workdir
     env = clean_env(BUNSYNC_WEBHOOK_SECRETS=SECRET)
     ready = f"http://127.0.0.1:{port}/health/ready"
     logfile = workdir / "baseline.log"
-    with serve(cmd, env=env, ready_url=ready, logfile=logfile, name="bench_ingest_baseline.py"):
-        return _load_phase(
-            args, wrk, workdir, port, "baseline", cluster.dsn(db), "SELECT count(*) FROM bench.event_log"
-        )
+    with serve(cmd, env=env, ready_url=ready, logfile=logfile, name="bench_ingest_baseline.py") as proc:
+        count = "SELECT count(*) FROM bench.event_log"
+        pids = (proc.pid, postmaster_pid(cluster))
+        return _load_phase(args, wrk, workdir, port, "baseline", cluster.dsn(db), count, pids)
 
 
 def phase_bunsync(args: argparse.Namespace, cluster: Cluster, wrk: str, workdir: Path) -> WrkResult:
@@ -401,10 +458,10 @@ def phase_bunsync(args: argparse.Namespace, cluster: Cluster, wrk: str, workdir:
     logfile = Path(os.devnull) if args.bunsync_log == "devnull" else workdir / "bunsync.log"
     ready = f"http://127.0.0.1:{port}/health/ready"
     command = shlex.split(args.bunsync_command)
-    with serve(command, env=env, ready_url=ready, logfile=logfile, name="bunsync serve"):
-        return _load_phase(
-            args, wrk, workdir, port, "bunsync", cluster.dsn(db), "SELECT count(*) FROM bunsync.event_log"
-        )
+    with serve(command, env=env, ready_url=ready, logfile=logfile, name="bunsync serve") as proc:
+        count = "SELECT count(*) FROM bunsync.event_log"
+        pids = (proc.pid, postmaster_pid(cluster))
+        return _load_phase(args, wrk, workdir, port, "bunsync", cluster.dsn(db), count, pids)
 
 
 # -------------------------------------------------------------------------------------------- report
@@ -454,6 +511,10 @@ def report(
             print(
                 f"{label:34} {r.rps:12.0f} {r.p50_ms:8.1f} {r.p99_ms:8.1f} {r.non2xx:>8} {r.socket_errors:>8}"
             )
+    for label, r in (("(b)", b), ("(c)", c)):
+        if r:
+            server, pg = r.cpu_us_per_request()
+            print(f"CPU per answered request {label}: server {server:.0f} us, PostgreSQL {pg:.0f} us")
     print()
     results: list[bool] = []
     if c:

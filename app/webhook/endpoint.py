@@ -84,6 +84,10 @@ class _NoLargeBodySlot(Exception):
     pass
 
 
+class _SendFailed(Exception):
+    """Sending the answer failed: no other answer can be sent."""
+
+
 class LargeBodies:
     """How many requests may hold a body larger than :data:`SMALL_BODY` at once."""
 
@@ -116,9 +120,22 @@ class WebhookEndpoint:
         received = time.perf_counter()
         headers = dict(scope.get("headers") or ())
         rid = request_id(headers.get(REQUEST_ID_HEADER))
+        rid_bytes = rid.encode("ascii")
         tokens = bind_contextvars(request_id=rid)
         try:
-            await self._handle(scope, receive, send, headers, rid.encode("ascii"), received)
+            await self._handle(scope, receive, send, headers, rid_bytes, received)
+        except _SendFailed:
+            raise  # an answer may be half-written: the server logs it and closes the connection
+        except Exception as exc:
+            # A bug: answered here as the framework's handler would (the route may be served without it).
+            log.error(
+                "http_unexpected_error",
+                path=scope.get("path"),
+                error=type(exc).__name__,
+                exc_info=exc,
+                action="a bug in bunsync: report it with this log line",
+            )
+            await _problem(send, rid_bytes, 500, "internal-error", "Internal error", "see the bunsync logs")
         finally:
             reset_contextvars(**tokens)
 
@@ -155,7 +172,7 @@ class WebhookEndpoint:
             metrics.INGEST_SECONDS.observe(time.perf_counter() - received)
             return
         except Exception:
-            metrics.WEBHOOK_ERROR.inc()  # answered 500 by the framework, which logs it at ERROR
+            metrics.WEBHOOK_ERROR.inc()  # answered 500 by __call__, which logs it at ERROR
             raise
         _COUNTERS[outcome].inc()
         level = log.warning if outcome is Outcome.CONFLICT else log.info
@@ -287,6 +304,9 @@ async def _problem(
 
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
     start: HTTPResponseStartEvent = {"type": "http.response.start", "status": status, "headers": headers}
-    await send(start)
     end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
-    await send(end)
+    try:
+        await send(start)
+        await send(end)
+    except Exception as exc:
+        raise _SendFailed from exc
