@@ -38,6 +38,9 @@ BATCH_SIZE = 500
 _MAX_BACKOFF_S = 30.0
 _RECHECKS = 5
 _RECHECK_S = 0.05
+#: A projector that becomes active with its projection fresh and the log's head above this many
+#: events fills it set-based first (:mod:`projections.fill`); below it, batches are about as fast.
+FILL_MIN_EVENTS = 20_000
 
 
 class ProjectorDied(RuntimeError):
@@ -212,9 +215,16 @@ async def lag(conn: Connection) -> dict[str, int]:
 
 
 async def run_projectors(
-    pool: asyncpg.Pool, dsn: str, stop: asyncio.Event, *, poll_interval_s: float = 1.0
+    pool: asyncpg.Pool,
+    dsn: str,
+    stop: asyncio.Event,
+    *,
+    poll_interval_s: float = 1.0,
+    fill_min_events: int = FILL_MIN_EVENTS,
 ) -> None:
     """Run every projection until ``stop`` is set; each finishes its batch in flight first.
+
+    ``fill_min_events``: the far-behind threshold (:data:`FILL_MIN_EVENTS`, :mod:`projections.fill`).
 
     If a projection's loop dies, the others are stopped and the error is raised: the process should
     not run half-alive (its supervisor restarts it).
@@ -222,7 +232,8 @@ async def run_projectors(
     halt = asyncio.Event()
     loops = [
         asyncio.create_task(
-            ProjectorLoop(p, pool, dsn, halt, poll_interval_s).run(), name=f"projector:{p.name}"
+            ProjectorLoop(p, pool, dsn, halt, poll_interval_s, fill_min_events).run(),
+            name=f"projector:{p.name}",
         )
         for p in PROJECTIONS.values()
     ]
@@ -248,13 +259,20 @@ class ProjectorLoop:
     """One projection's loop: standby until it holds the lock, then project on every wake-up/poll."""
 
     def __init__(
-        self, projection: Projection[Any], pool: asyncpg.Pool, dsn: str, halt: asyncio.Event, poll_s: float
+        self,
+        projection: Projection[Any],
+        pool: asyncpg.Pool,
+        dsn: str,
+        halt: asyncio.Event,
+        poll_s: float,
+        fill_min_events: int = FILL_MIN_EVENTS,
     ) -> None:
         self.projection = projection
         self.pool = pool
         self.dsn = dsn
         self.halt = halt
         self.poll_s = poll_s
+        self.fill_min_events = fill_min_events
 
     async def run(self) -> None:
         """Until halted: hold the lock and project; ride out the database going away."""
@@ -295,6 +313,7 @@ class ProjectorLoop:
             lock_conn.add_termination_listener(lambda *_: lost.set())
             async with self.pool.acquire() as conn:
                 await conn.execute(_Q["ensure_checkpoint"], name)
+            await self._fill_if_far_behind()
             woken = 0
             while not self.halt.is_set():
                 if lost.is_set() or lock_conn.is_closed():
@@ -317,3 +336,23 @@ class ProjectorLoop:
                 woken = _RECHECKS if wake.is_set() else 0
                 # The lock lives as long as this connection: make sure it still does.
                 await lock_conn.fetchval(_Q["ping"])
+
+    async def _fill_if_far_behind(self) -> None:
+        """Fill the projection set-based if it is fresh and far behind (:mod:`projections.fill`);
+        halting cancels the fill, which leaves the live tables untouched."""
+        from projections import fill  # here: fill imports bulk, which imports this module
+
+        if not await fill.should_fill(self.pool, self.projection, self.fill_min_events):
+            return
+        name = f"fill:{self.projection.name}"
+        filling = asyncio.create_task(fill.fill(self.dsn, self.projection), name=name)
+        halted = asyncio.create_task(self.halt.wait())
+        try:
+            await asyncio.wait([filling, halted], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            halted.cancel()
+            if not filling.done():
+                filling.cancel()
+                await asyncio.gather(filling, return_exceptions=True)
+        if not filling.cancelled():
+            filling.result()  # the database being away propagates: the loop rides it out
