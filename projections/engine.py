@@ -35,11 +35,17 @@ PROJECTIONS: dict[str, Projection[Any]] = {p.name: p for p in REGISTRY}
 LIVE_SCHEMA = "bunsync"
 CHANNEL = "bunsync_events"
 BATCH_SIZE = 500
+#: The largest batch a projector behind the head grows to (see catch_up). A batch is one transaction,
+#: and while it writes it holds back every commit-safe reader: kept to a fraction of a second.
+MAX_BATCH_SIZE = 4000
 _MAX_BACKOFF_S = 30.0
 #: After a wake-up that found nothing readable, look again after each of these delays (s): what
 #: holds the reader back is then almost always another short transaction (a group commit of ingest,
 #: another projector's batch) that commits within milliseconds, so the first looks come soon.
 _RECHECK_DELAYS_S = (0.002, 0.004, 0.008, 0.016, 0.032, 0.064)
+#: A projector that becomes active with its projection fresh and the log's head above this many
+#: events fills it set-based first (:mod:`projections.fill`); below it, batches are about as fast.
+FILL_MIN_EVENTS = 20_000
 
 
 class ProjectorDied(RuntimeError):
@@ -164,16 +170,27 @@ async def _event_at(conn: Connection, position: int) -> RecordedEvent:
     return event_log.recorded(r)
 
 
-async def catch_up(pool: asyncpg.Pool, projection: Projection[Any], *, batch_size: int = BATCH_SIZE) -> int:
+async def catch_up(
+    pool: asyncpg.Pool,
+    projection: Projection[Any],
+    *,
+    batch_size: int = BATCH_SIZE,
+    max_batch_size: int = MAX_BATCH_SIZE,
+) -> int:
     """Project batches until the checkpoint reaches the readable head (or ``batch_size`` events x 20,
-    so one busy projection cannot starve the loop's other duties); return how many events were read."""
-    total = 0
-    for _ in range(20):
+    so one busy projection cannot starve the loop's other duties); return how many events were read.
+
+    While batches come back full (the projector is behind), each next one is twice as large, up to
+    ``max_batch_size``: fewer round trips and transactions per event when catching up.
+    """
+    total, size = 0, batch_size
+    while total < batch_size * 20:
         async with pool.acquire() as conn:
-            n = await process_batch(conn, projection, batch_size=batch_size)
+            n = await process_batch(conn, projection, batch_size=size)
         total += n
-        if n < batch_size:
+        if n < size:
             break
+        size = min(size * 2, max_batch_size)
     return total
 
 
@@ -214,9 +231,16 @@ async def lag(conn: Connection) -> dict[str, int]:
 
 
 async def run_projectors(
-    pool: asyncpg.Pool, dsn: str, stop: asyncio.Event, *, poll_interval_s: float = 1.0
+    pool: asyncpg.Pool,
+    dsn: str,
+    stop: asyncio.Event,
+    *,
+    poll_interval_s: float = 1.0,
+    fill_min_events: int = FILL_MIN_EVENTS,
 ) -> None:
     """Run every projection until ``stop`` is set; each finishes its batch in flight first.
+
+    ``fill_min_events``: the far-behind threshold (:data:`FILL_MIN_EVENTS`, :mod:`projections.fill`).
 
     If a projection's loop dies, the others are stopped and the error is raised: the process should
     not run half-alive (its supervisor restarts it).
@@ -224,7 +248,8 @@ async def run_projectors(
     halt = asyncio.Event()
     loops = [
         asyncio.create_task(
-            ProjectorLoop(p, pool, dsn, halt, poll_interval_s).run(), name=f"projector:{p.name}"
+            ProjectorLoop(p, pool, dsn, halt, poll_interval_s, fill_min_events).run(),
+            name=f"projector:{p.name}",
         )
         for p in PROJECTIONS.values()
     ]
@@ -250,13 +275,20 @@ class ProjectorLoop:
     """One projection's loop: standby until it holds the lock, then project on every wake-up/poll."""
 
     def __init__(
-        self, projection: Projection[Any], pool: asyncpg.Pool, dsn: str, halt: asyncio.Event, poll_s: float
+        self,
+        projection: Projection[Any],
+        pool: asyncpg.Pool,
+        dsn: str,
+        halt: asyncio.Event,
+        poll_s: float,
+        fill_min_events: int = FILL_MIN_EVENTS,
     ) -> None:
         self.projection = projection
         self.pool = pool
         self.dsn = dsn
         self.halt = halt
         self.poll_s = poll_s
+        self.fill_min_events = fill_min_events
 
     async def run(self) -> None:
         """Until halted: hold the lock and project; ride out the database going away."""
@@ -297,6 +329,7 @@ class ProjectorLoop:
             lock_conn.add_termination_listener(lambda *_: lost.set())
             async with self.pool.acquire() as conn:
                 await conn.execute(_Q["ensure_checkpoint"], name)
+            await self._fill_if_far_behind()
             rechecks: list[float] = []
             while not self.halt.is_set():
                 if lost.is_set() or lock_conn.is_closed():
@@ -318,3 +351,23 @@ class ProjectorLoop:
                 rechecks = list(_RECHECK_DELAYS_S) if wake.is_set() else []
                 # The lock lives as long as this connection: make sure it still does.
                 await lock_conn.fetchval(_Q["ping"])
+
+    async def _fill_if_far_behind(self) -> None:
+        """Fill the projection set-based if it is fresh and far behind (:mod:`projections.fill`);
+        halting cancels the fill, which leaves the live tables untouched."""
+        from projections import fill  # here: fill imports bulk, which imports this module
+
+        if not await fill.should_fill(self.pool, self.projection, self.fill_min_events):
+            return
+        name = f"fill:{self.projection.name}"
+        filling = asyncio.create_task(fill.fill(self.dsn, self.projection), name=name)
+        halted = asyncio.create_task(self.halt.wait())
+        try:
+            await asyncio.wait([filling, halted], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            halted.cancel()
+            if not filling.done():
+                filling.cancel()
+                await asyncio.gather(filling, return_exceptions=True)
+        if not filling.cancelled():
+            filling.result()  # the database being away propagates: the loop rides it out
