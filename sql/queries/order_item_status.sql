@@ -103,8 +103,8 @@ $$ SELECT CASE jsonb_typeof(j) WHEN 'string' THEN pg_temp.bunsync_rfc3339(t)
 -- The rebuild's bulk phase, set-based: the row of every item observed by the events below
 -- transaction id $1 (xid8 as text; the caller's snapshot xmin, so all of them have committed) of the
 -- projection's types. A SELECT, run in a read-only transaction: it takes no transaction id, so it
--- holds back no commit-safe reader (the live projectors carry on while it runs); the caller writes
--- the rows. One row per item; folded: the item is left to Python, with the positions of its events
+-- holds back no commit-safe reader (the live projectors carry on while it runs); the caller runs it
+-- as a COPY TO STDOUT and writes the rows in short COPYs. One row per item; folded: the item is left to Python, with the positions of its events
 -- (item NULL: the events bulk_build did not read, "bad").
 --
 -- Reading. An event is read only if what it cannot exist without passes the bulk_functions checks
@@ -342,7 +342,8 @@ ORDER BY tx_id, position;
 
 -- name: bulk_settings
 -- For the rest of the bulk phase's transaction: times without an offset are UTC (as
--- projections/events.py reads them); no JIT (compiling the big statement costs more than it saves);
+-- projections/events.py reads them), and times are written in ISO style with their offset (the rows
+-- travel to the build table as COPY text: read back the same whatever the writer's settings); no JIT (compiling the big statement costs more than it saves);
 -- work_mem $1 (e.g. '64MB') so the statement's sort stays in memory (one sort per rebuild, on the
 -- server: the rebuild process itself stays small).
-SELECT set_config('TimeZone', 'UTC', true), set_config('jit', 'off', true), set_config('work_mem', $1::text, true);
+SELECT set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO', true), set_config('jit', 'off', true), set_config('work_mem', $1::text, true);
