@@ -7,10 +7,13 @@ computes at the speed of a sort. So a rebuild of ``order_item_status`` first:
 1. takes the bound, the snapshot's xmin, once. Every event with ``tx_id`` below it has committed and
    no other will ever appear there, so the bulk phase reads exactly the events the commit-safe reader
    would read up to there, and the checkpoint moves to the last of them;
-2. runs ``bulk_build`` in a read-only transaction on a second connection (no transaction id, so the
-   live projectors are not held back while it runs) and writes its item rows into the build table
-   in short COPYs (the build table is nobody's view yet, and an interruption leaves it to be dropped
-   by the next run);
+2. runs ``bulk_build`` as a ``COPY ... TO STDOUT`` in a read-only transaction on a second
+   connection (no transaction id, so the live projectors are not held back while it runs) and passes
+   its item rows, still in COPY's text format (never decoded in Python), to the build table in short
+   COPYs of their own (each a short transaction, like a live batch; the build table is nobody's view
+   yet, and an interruption leaves it to be dropped by the next run). Why not one ``INSERT ... SELECT``
+   in the database: that statement would hold a transaction id for the whole build, and every
+   commit-safe reader would wait behind it;
 3. folds in Python, through the projection's own ``write`` (the rule in :mod:`projections.rules`),
    the items the SQL left out (transactions that committed out of position order, an unsigned
    webhook, an item twice in one event), and hands the events the SQL did not read to the Python
@@ -30,6 +33,7 @@ agree on random event sets, including out-of-order commits and malformed payload
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import structlog
@@ -151,16 +155,11 @@ async def _bulk(dsn: str, conn: Connection, projection: OrderItemStatus, schema:
         async with reader.transaction(readonly=True):
             await reader.execute(_Q["bulk_settings"], WORK_MEM)
             bound = str(await reader.fetchval(_Q["bulk_bound"]))
-            rows: list[tuple[Any, ...]] = []
-            async for r in reader.cursor(_Q["bulk_build"], bound, prefetch=WRITE_BATCH):
-                if r["folded"]:
-                    _leave(left, r)
-                    continue
-                rows.append(tuple(r[c] for c in COLUMNS))
-                if len(rows) >= WRITE_BATCH:
-                    await _write(conn, schema, rows)
-                    rows = []
-            await _write(conn, schema, rows)
+            rows = _Rows(conn, schema, left)
+            # COPY ... TO STDOUT: the rows stream as text, each passed on unparsed (COPY's text format
+            # round-trips every value exactly); asyncpg's COPY wraps the statement in parentheses.
+            await reader.copy_from_query(_Q["bulk_build"].rstrip().rstrip(";"), bound, output=rows.take)
+            await rows.flush()
             last = await reader.fetchrow(_Q["bulk_checkpoint"], bound)
     async with conn.transaction():
         await conn.execute(_P["use_schema"], schema)
@@ -173,21 +172,56 @@ async def _bulk(dsn: str, conn: Connection, projection: OrderItemStatus, schema:
     return events
 
 
-def _leave(left: _Left, r: Any) -> None:
-    positions = list(r["positions"] or [])
-    left.positions.update(positions)
-    if r["order_item_id"] is None:
-        left.bad.update(positions)
+class _Rows:
+    """``bulk_build``'s output in COPY text format: item rows go on to the build table WRITE_BATCH at a
+    time (a short COPY each); folded rows (first column ``t``) are left to Python.
+
+    A line is ``folded, positions, COLUMNS...``, tab-separated; memory holds one batch of lines.
+    """
+
+    def __init__(self, conn: Connection, schema: str, left: _Left) -> None:
+        self.conn, self.schema, self.left = conn, schema, left
+        self.partial = b""
+        self.lines: list[bytes] = []
+
+    async def take(self, chunk: bytes) -> None:
+        """One chunk of the COPY stream (not aligned on lines)."""
+        data = self.partial + chunk
+        end = data.rfind(b"\n") + 1
+        self.partial = data[end:]
+        for line in data[:end].split(b"\n")[:-1]:
+            folded, positions, row = line.split(b"\t", 2)
+            if folded == b"t":
+                _leave(self.left, row.split(b"\t", 1)[0], positions)
+            else:
+                self.lines.append(row)
+        if len(self.lines) >= WRITE_BATCH:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write the lines held (called once more at the end, even with none)."""
+        data = b"\n".join(self.lines) + b"\n" if self.lines else b""
+        self.lines = []
+        await _write(self.conn, self.schema, data)
+
+
+def _leave(left: _Left, item: bytes, positions: bytes) -> None:
+    """A folded row: its item (``\\N``: the events the SQL did not read) and its positions."""
+    read = [] if positions == b"\\N" else [int(p) for p in positions.strip(b"{}").split(b",")]
+    left.positions.update(read)
+    if item == b"\\N":
+        left.bad.update(read)
     else:
-        left.items.add(int(r["order_item_id"]))
+        left.items.add(int(item))
 
 
 @db.operation
-async def _write(conn: Connection, schema: str, rows: list[tuple[Any, ...]]) -> None:
-    """Append item rows to the build table (a short transaction of its own; not yet visible to anyone)."""
-    if rows:
-        await conn.copy_records_to_table(
-            "order_item_status", schema_name=schema, records=rows, columns=COLUMNS
+async def _write(conn: Connection, schema: str, data: bytes) -> None:
+    """Append item rows (COPY text lines) to the build table (a short transaction of its own; not yet
+    visible to anyone)."""
+    if data:
+        await conn.copy_to_table(
+            "order_item_status", schema_name=schema, source=io.BytesIO(data), columns=COLUMNS, format="text"
         )
 
 

@@ -204,3 +204,25 @@ async def test_live_projector_keeps_up_while_the_bulk_phase_reads(
     await rebuild(database_url, ["order_item_status"])
     assert seen == ["IN_TRANSIT"]
     assert await admin.fetchval("SELECT count(*) FROM reporting.order_item_status") == 2
+
+
+async def test_bulk_rows_reach_the_build_table_verbatim(
+    pool: asyncpg.Pool, admin: asyncpg.Connection, database_url: str
+) -> None:
+    """The bulk phase passes its rows on as COPY text: every character a payload may hold survives."""
+    names = ["tab\there", "new\nline", "back\\slash \\N", "\\.", "quote \" ' ,{}", "é 한국어 😀", "", " "]
+    bodies = []
+    for k, name in enumerate(names):
+        body = observed_body(100 + k, [(1000 + k, "SHIP_READY\t\\N", at(3))])
+        body["data"]["order"]["orderItems"][0]["product"]["name"] = name
+        bodies.append(observed(100 + k, [], body=body))
+    async with pool.acquire() as conn:
+        await event_log.append(conn, bodies)
+    await project_all(pool)
+    live = await status_snapshot(admin)
+    await rebuild(database_url, ["order_item_status"])
+    assert await status_snapshot(admin) == live
+    shown = await admin.fetch(
+        "SELECT product_name, status FROM bunsync.order_item_status ORDER BY order_item_id"
+    )
+    assert [(r["product_name"], r["status"]) for r in shown] == [(n, "SHIP_READY\t\\N") for n in names]
