@@ -60,6 +60,20 @@ def shape(rows: list[asyncpg.Record]) -> list[tuple[Any, ...]]:
     ]
 
 
+# The checkpoint is the last event read in commit-safe order (tx_id, position): with concurrent
+# appends, the largest position may have committed earlier, so "position >= max(position)" can stay
+# false after the projection has read everything.
+CAUGHT_UP = """
+SELECT (c.tx_id, c.position) >= (SELECT e.tx_id, e.position FROM bunsync.event_log AS e
+                                 ORDER BY e.tx_id DESC, e.position DESC LIMIT 1)
+FROM bunsync.projection_checkpoints AS c WHERE c.projection = 'item_changes'
+"""
+
+
+async def _feed_caught_up(admin: asyncpg.Connection) -> bool:
+    return bool(await admin.fetchval(CAUGHT_UP))
+
+
 async def test_tailing_reader_gets_every_row_once_with_writers_and_held_open_transactions(
     pool: asyncpg.Pool, admin: asyncpg.Connection, database_url: str, service_url: str
 ) -> None:
@@ -113,18 +127,7 @@ async def test_tailing_reader_gets_every_row_once_with_writers_and_held_open_tra
         await asyncio.gather(
             feed_writer_held_open(), *(writer(c, hold=i % 4 == 0) for i, c in enumerate(chunks))
         )
-        head = await admin.fetchval("SELECT position FROM bunsync.event_log ORDER BY position DESC LIMIT 1")
-
-        async def caught_up() -> bool:
-            return bool(
-                await admin.fetchval(
-                    "SELECT position >= $1 FROM bunsync.projection_checkpoints"
-                    " WHERE projection = 'item_changes'",
-                    head,
-                )
-            )
-
-        await eventually(caught_up, 60)
+        await eventually(lambda: _feed_caught_up(admin), 60)
     done.set()
     await asyncio.wait_for(reader, 30)
     total = await admin.fetchval("SELECT count(*) FROM bunsync.item_changes")
@@ -167,15 +170,7 @@ async def test_projector_takeover_mid_stream_loses_and_repeats_nothing(
             await append(pool, *events[i : i + 10])
             if i == 200:
                 first.cancel()  # the active replica dies mid-stream; its lock connection goes with it
-        head = await admin.fetchval("SELECT max(position) FROM bunsync.event_log")
-
-        async def caught_up() -> bool:
-            pos = await admin.fetchval(
-                "SELECT position FROM bunsync.projection_checkpoints WHERE projection = 'item_changes'"
-            )
-            return bool(pos is not None and pos >= head)
-
-        await eventually(caught_up, 60)
+        await eventually(lambda: _feed_caught_up(admin), 60)
     await asyncio.gather(first, return_exceptions=True)
     assert shape(await admin.fetch(FEED)) == await expected_feed(admin)
 
