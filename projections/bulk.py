@@ -207,7 +207,7 @@ class _Rows:
 
 def _leave(left: _Left, item: bytes, positions: bytes) -> None:
     """A folded row: its item (``\\N``: the events the SQL did not read) and its positions."""
-    read = [] if positions == b"\\N" else [int(p) for p in positions.strip(b"{}").split(b",")]
+    read = [] if positions == b"\\N" else [int(p) for p in positions.strip(b"{}").split(b",") if p]
     left.positions.update(read)
     if item == b"\\N":
         left.bad.update(read)

@@ -60,10 +60,10 @@ class BulkSpy:
                 self.filled.append(args[2].name)
             return n
 
-        async def write(conn: asyncpg.Connection, schema: str, rows: list[tuple[Any, ...]]) -> None:
+        async def write(conn: asyncpg.Connection, schema: str, data: bytes) -> None:
             if self.during:
                 await self.during.pop(0)(conn)
-            await real_write(conn, schema, rows)
+            await real_write(conn, schema, data)
 
         monkeypatch.setattr(bulk_module, "run", run)
         monkeypatch.setattr(bulk_module, "_write", write)
