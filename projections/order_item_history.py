@@ -1,8 +1,9 @@
 """Projection ``order_item_history``: every status change of every item, once (table
 ``order_item_history``, read through ``reporting.order_item_history``, which adds ``previous_status``).
 
-Each batch loads the history of the items it touches, folds its observations through
-:func:`projections.rules.apply_history`, and writes the difference (rows removed, rows added).
+Each batch loads the history rows it can change (those of the statuses it observes for each item it
+touches: :func:`projections.rules.apply_history` never changes an item's rows of another status),
+folds its observations through that rule, and writes the difference (rows removed, rows added).
 """
 
 from __future__ import annotations
@@ -22,10 +23,22 @@ class OrderItemHistory(ItemProjection):
     tables = ("order_item_history",)
 
     async def write_items(self, conn: Connection, observed: list[Observation], ids: list[int]) -> None:
+        pairs = sorted({(o.order_item_id, o.status) for o in observed})
         before: dict[int, list[HistoryRow]] = {i: [] for i in ids}
-        for r in await conn.fetch(_Q["load"], ids):
-            before[r["order_item_id"]].append(HistoryRow(**dict(r)))
-        after = {i: list(rows) for i, rows in before.items()}
+        for r in await conn.fetch(_Q["load"], [i for i, _ in pairs], [s for _, s in pairs]):
+            before[r[0]].append(
+                HistoryRow(
+                    order_item_id=r[0],
+                    order_id=r[1],
+                    status=r[2],
+                    status_updated_at=r[3],
+                    source=r[4],
+                    signed_at=r[5],
+                    position=r[6],
+                    recorded_at=r[7],
+                )
+            )
+        after = dict(before)
         for o in observed:
             after[o.order_item_id] = apply_history(after[o.order_item_id], o)
         removed = [r for i in ids for r in before[i] if r not in after[i]]
