@@ -424,6 +424,18 @@ def parse_latency(report: Report, run_: Run) -> None:
             "p99 <= 100 ms",
             _verdict(p99 <= 100 and complete and not f["non_2xx"]),
         )
+    if "written_provisional_p99_ms" in f:
+        report.add(
+            "latency",
+            "server side (database clock): webhook logged -> row written / Get Order logged -> row "
+            "written, p50 / p99",
+            f"{f['written_provisional_p50_ms']} / {f['written_provisional_p99_ms']} ms; "
+            f"{f['written_confirmed_p50_ms']} / {f['written_confirmed_p99_ms']} ms",
+            f"{f['written_seen']:,} items; no poller in it",
+            "",
+            "",
+            "",
+        )
     if "poll_gap_p99_ms" in f:
         report.add(
             "latency",
