@@ -34,7 +34,7 @@ agree on random event sets, including out-of-order commits and malformed payload
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import Any, TypeGuard
 
 import structlog
 
@@ -113,6 +113,11 @@ class _Left:
         self.bad: set[int] = set()
 
 
+def has_phase(projection: Projection[Any]) -> TypeGuard[OrderItemStatus]:
+    """Whether ``projection`` has a bulk phase (today only ``order_item_status``)."""
+    return isinstance(projection, OrderItemStatus)
+
+
 @db.operation
 async def run(dsn: str, conn: Connection, projection: Projection[Any], schema: str) -> int:
     """Fill ``projection``'s fresh tables in ``schema`` up to a snapshot's xmin; return events read.
@@ -121,7 +126,7 @@ async def run(dsn: str, conn: Connection, projection: Projection[Any], schema: s
     with the build tables empty again, for a projection without a bulk phase, or when the log holds
     an event that the SQL did not read but Python can: the engine then does the whole rebuild.
     """
-    if not isinstance(projection, OrderItemStatus):
+    if not has_phase(projection):
         return 0
     await _check_fresh(conn, projection, schema)
     try:

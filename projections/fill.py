@@ -30,8 +30,9 @@ Only a fresh projection, so the path is provably the same as folding from the st
 behind but not fresh (back from an outage) goes on by batches, because replacing its tables would
 need the rebuild's owner-only swap (an operator may run ``bunsync rebuild``). ``item_changes`` (the
 change feed) is never filled: its feed and heads are shared with consumers holding cursors and are
-not its rebuilt ``tables``. A projection without a bulk phase (``bulk.run`` returns 0) falls back
-too, as does any failure of the fill other than the database being away: the batch path is always
+not its rebuilt ``tables``. A projection without a bulk phase (:func:`projections.bulk.has_phase`)
+is not even tried; one whose bulk phase steps aside (``bulk.run`` returns 0) falls back too, as does
+any failure of the fill other than the database being away: the batch path is always
 correct, the fill only faster.
 """
 
@@ -58,6 +59,8 @@ async def should_fill(pool: asyncpg.Pool, projection: Projection[Any], min_event
     """Whether ``projection`` is fresh and the log far enough ahead to try a fill (cheap: no count)."""
     if not projection.tables:
         return False  # item_changes: its feed is not a rebuilt table (module docstring)
+    if not bulk.has_phase(projection):
+        return False  # nothing to fill with: no lock, no temporary tables, the batches do it all
     async with pool.acquire() as conn:
         row = await conn.fetchrow(_F["fresh"], projection.name)
     return row is not None and bool(row["fresh"]) and int(row["head"]) > min_events
