@@ -26,16 +26,18 @@ class OrderItemHistory(ItemProjection):
         pairs = sorted({(o.order_item_id, o.status) for o in observed})
         before: dict[int, list[HistoryRow]] = {i: [] for i in ids}
         for r in await conn.fetch(_Q["load"], [i for i, _ in pairs], [s for _, s in pairs]):
-            before[r[0]].append(
+            # By name, not position: two of the columns are timestamps a reordered SELECT would swap
+            # silently (and no dict(r) per row: this is the projector's hot path).
+            before[r["order_item_id"]].append(
                 HistoryRow(
-                    order_item_id=r[0],
-                    order_id=r[1],
-                    status=r[2],
-                    status_updated_at=r[3],
-                    source=r[4],
-                    signed_at=r[5],
-                    position=r[6],
-                    recorded_at=r[7],
+                    order_item_id=r["order_item_id"],
+                    order_id=r["order_id"],
+                    status=r["status"],
+                    status_updated_at=r["status_updated_at"],
+                    source=r["source"],
+                    signed_at=r["signed_at"],
+                    position=r["position"],
+                    recorded_at=r["recorded_at"],
                 )
             )
         after = dict(before)
