@@ -41,9 +41,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Self
 
@@ -53,6 +51,7 @@ from tenacity import RetryCallState
 
 from app.bunjang import errors
 from app.bunjang.auth import TokenMinter
+from app.bunjang.clock import ClockReading, SkewWatch
 from app.bunjang.retry import parse_retry_after, retrying
 from app.bunjang.transport import Answer, Getter
 from app.bunjang.types import (
@@ -75,41 +74,12 @@ DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 DEFAULT_REQUEST_DEADLINE_S = 30.0
 #: Pages of one 15-day window at most (100 orders each): 100,000 orders changed in 15 days.
 DEFAULT_MAX_PAGES = 1000
-#: A clock further than this from Bunjang's is warned about (tokens live 5 s).
-CLOCK_SKEW_WARN_S = 2.0
-_CLOCK_WARN_EVERY_S = 300.0
 EXPIRED_AUTH_TOKEN = "EXPIRED_AUTH_TOKEN"  # noqa: S105 - an error code, not a credential
 
 _GET_ORDER = msgspec.json.Decoder(GetOrderResponse)
 _ERROR_BODY = msgspec.json.Decoder(ErrorBody)
 _ORDER_ID = msgspec.json.Decoder(OrderIdOnly)
 _PAGE_WIRE = msgspec.json.Decoder(PageWire)
-
-
-@dataclass(frozen=True, slots=True)
-class ClockReading:
-    """This host's clock minus Bunjang's (seconds; positive: ours is ahead), measured at ``at``
-    (Unix seconds, this host's clock) from an answer's ``Date`` header (whole seconds, so the
-    measurement is good to about ±0.5 s plus half the round trip)."""
-
-    skew_s: float
-    at: float
-
-
-def measure_skew(date_header: str | None, sent: float, received: float) -> float | None:
-    """The skew from one answer: the request's midpoint minus the middle of the ``Date`` second.
-
-    ``None`` when there is no usable ``Date`` (absent, unparsable, without a zone).
-    """
-    if not date_header:
-        return None
-    try:
-        server = parsedate_to_datetime(date_header)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if server.tzinfo is None:
-        return None
-    return (sent + received) / 2 - (server.timestamp() + 0.5)
 
 
 class BunjangClient:
@@ -145,8 +115,7 @@ class BunjangClient:
         if max_body_bytes < 1 or request_deadline_s <= 0 or max_pages < 1:
             raise ValueError("max_body_bytes and max_pages must be >= 1 and request_deadline_s > 0")
         self._max_pages = max_pages
-        self.clock: ClockReading | None = None
-        self._clock_warned_at = 0.0
+        self._skew = SkewWatch()
         self._minter = TokenMinter(access_key, secret_key, clock=clock)
         self._max_attempts = max_attempts
         self._backoff_base_s = backoff_base_s
@@ -167,6 +136,11 @@ class BunjangClient:
                 f"Bunjang base URL must be an absolute http(s) URL, got {base_url!r}: {exc}"
             ) from None
         self._base_url = base_url
+
+    @property
+    def clock(self) -> ClockReading | None:
+        """The latest clock skew measured from an answer's ``Date`` (``None`` before any)."""
+        return self._skew.reading
 
     def __repr__(self) -> str:
         return f"BunjangClient(base_url={self._base_url!r})"
@@ -360,23 +334,8 @@ class BunjangClient:
                 metrics.BUNJANG_REQUESTS.labels(endpoint, "error").inc()
                 raise
             metrics.BUNJANG_REQUESTS.labels(endpoint, str(response.status)).inc()
-            self._observe_clock(response.headers.get("date"), sent, self._clock())
+            self._skew.observe(response.headers.get("date"), sent, self._clock())
             return response
-
-    def _observe_clock(self, date_header: str | None, sent: float, received: float) -> None:
-        skew = measure_skew(date_header, sent, received)
-        if skew is None:
-            return
-        self.clock = ClockReading(skew_s=skew, at=received)
-        metrics.CLOCK_SKEW.set(skew)
-        if abs(skew) > CLOCK_SKEW_WARN_S and received - self._clock_warned_at >= _CLOCK_WARN_EVERY_S:
-            self._clock_warned_at = received
-            log.warning(
-                "clock_skew",
-                skew_s=round(skew, 2),
-                limit_s=CLOCK_SKEW_WARN_S,
-                hint="Bunjang's tokens are valid 5 s after iat: synchronise this host's clock (NTP)",
-            )
 
 
 def _first_sighting(seen: dict[int, int], order: ListedOrder) -> bool:
