@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from app.feed import signing
-from app.feed.transport import Endpoint
+from app.http1 import Endpoint
 
 T = TypeVar("T")
 
@@ -70,6 +70,10 @@ class Settings:
             (``BUNSYNC_FORWARD_URL``; ``None``: forwarding off).
         forward_key: the signing key of ``BUNSYNC_FORWARD_SECRET`` (``whsec_`` + base64), decoded;
             required together with ``forward_url``. Never shown in a repr or a log.
+        bunjang_proxy_variable: the name of a proxy variable (``HTTPS_PROXY``, ``ALL_PROXY``, ...) that
+            would apply to ``bunjang_base_url``, or ``None``. bunsync's Bunjang client connects
+            directly and does not use proxies, so ``serve`` refuses to start when one applies rather
+            than silently bypass it (list the host in ``NO_PROXY`` to go direct on purpose).
     """
 
     database_url: str | None
@@ -102,6 +106,7 @@ class Settings:
     reconcile_pass_deadline_s: int = 3600
     forward_url: str | None = None
     forward_key: bytes | None = field(default=None, repr=False)
+    bunjang_proxy_variable: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, is_tty: bool | None = None) -> Settings:
@@ -112,6 +117,7 @@ class Settings:
         """
         r = _Reader(env)
         tty = sys.stderr.isatty() if is_tty is None else is_tty
+        bunjang_base_url = r.get("BUNSYNC_BUNJANG_BASE_URL", DEFAULT_BUNJANG_BASE_URL, _http_url)
         return cls(
             database_url=r.get("BUNSYNC_DATABASE_URL", None, _dsn),
             data_dir=r.get("BUNSYNC_DATA_DIR", ".bunsync", _path),
@@ -125,7 +131,7 @@ class Settings:
             http_max_connections=r.get("BUNSYNC_HTTP_MAX_CONNECTIONS", "1000", _positive_int),
             webhook_secrets=r.get("BUNSYNC_WEBHOOK_SECRETS", "", _secrets),
             signature_tolerance_s=r.get("BUNSYNC_SIGNATURE_TOLERANCE_S", "300", _positive_int),
-            bunjang_base_url=r.get("BUNSYNC_BUNJANG_BASE_URL", DEFAULT_BUNJANG_BASE_URL, _http_url),
+            bunjang_base_url=bunjang_base_url,
             bunjang_access_key=r.get("BUNSYNC_BUNJANG_ACCESS_KEY", "", str.strip),
             bunjang_secret_key=r.get("BUNSYNC_BUNJANG_SECRET_KEY", "", _base64_or_empty),
             reconcile_interval_s=r.get("BUNSYNC_RECONCILE_INTERVAL_S", "300", _positive_int),
@@ -142,6 +148,7 @@ class Settings:
             reconcile_max_pages=r.get("BUNSYNC_RECONCILE_MAX_PAGES", "1000", _positive_int),
             reconcile_pass_deadline_s=r.get("BUNSYNC_RECONCILE_PASS_DEADLINE_S", "3600", _positive_int),
             **_forwarding(r),
+            bunjang_proxy_variable=proxy_variable_for(env, bunjang_base_url),
         )
 
     def require_service_credentials(self) -> None:
@@ -152,6 +159,12 @@ class Settings:
             raise ConfigError("BUNSYNC_BUNJANG_ACCESS_KEY", "required: the Bunjang Open API access key")
         if not self.bunjang_secret_key:
             raise ConfigError("BUNSYNC_BUNJANG_SECRET_KEY", "required: the Bunjang Open API secret key")
+        if self.bunjang_proxy_variable:
+            raise ConfigError(
+                self.bunjang_proxy_variable,
+                f"set, but bunsync connects to Bunjang ({self.bunjang_base_url}) directly and does not use "
+                "a proxy: unset it, or list the host in NO_PROXY to confirm the direct connection",
+            )
         if self.admin_port and self.admin_token is None and not is_loopback(self.admin_host):
             raise ConfigError(
                 "BUNSYNC_ADMIN_TOKEN",
@@ -170,6 +183,32 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def proxy_variable_for(env: Mapping[str, str], url: str) -> str | None:
+    """The proxy variable that applies to ``url`` (``<scheme>_proxy`` or ``all_proxy``, either case,
+    unless ``NO_PROXY``/``no_proxy`` lists the host, a parent domain or ``*``), or ``None``.
+
+    Loopback hosts are never proxied. The value is never read further (it may hold credentials)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if not host or is_loopback(host):
+        return None
+    scheme = parts.scheme.lower()
+    names = (f"{scheme}_proxy", f"{scheme.upper()}_PROXY", "all_proxy", "ALL_PROXY")
+    variable = next((name for name in names if env.get(name, "").strip()), None)
+    if variable is None:
+        return None
+    for entry in (env.get("no_proxy") or env.get("NO_PROXY") or "").split(","):
+        entry = entry.strip().lower()
+        if entry == "*":
+            return None
+        domain = entry.lstrip("*.")
+        if domain.count(":") == 1:  # host:port
+            domain = domain.split(":")[0]
+        if domain and (host == domain or host.endswith(f".{domain}")):
+            return None
+    return variable
 
 
 class _Reader:

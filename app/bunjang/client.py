@@ -27,12 +27,13 @@ unreadable field never refuses a whole answer (the projections judge every field
 ``projections/events.py``). Every answer's ``Date`` header measures this host's clock skew
 (:attr:`BunjangClient.clock`; Bunjang's tokens live 5 s, so the clock matters).
 
-Behaviour: one ``httpx.AsyncClient`` per instance (timeouts, connection limits), at most
-``max_concurrency`` requests in flight (a semaphore held only while a request is on the wire, never
-while backing off), a fresh JWT for every request, transient failures retried by
-:mod:`app.bunjang.retry`, an ``EXPIRED_AUTH_TOKEN`` answered by one immediate retry with a new token,
-and failures raised as the hierarchy of :mod:`app.bunjang.errors`. Logs carry endpoint, order id, status
-and Bunjang's ``errorCode``; never the token, the keys or buyer data.
+Behaviour: one :class:`~app.bunjang.transport.Getter` per instance (bunsync's own lean HTTP/1.1 client: a
+pool of kept-alive connections, per-step timeouts, the deadline and the body limit; see that module for
+why not httpx and what it reads), at most ``max_concurrency`` requests in flight (a semaphore held only
+while a request is on the wire, never while backing off), a fresh JWT for every request, transient
+failures retried by :mod:`app.bunjang.retry`, an ``EXPIRED_AUTH_TOKEN`` answered by one immediate retry
+with a new token, and failures raised as the hierarchy of :mod:`app.bunjang.errors`. Logs carry endpoint,
+order id, status and Bunjang's ``errorCode``; never the token, the keys or buyer data.
 """
 
 from __future__ import annotations
@@ -40,20 +41,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Self
 
-import httpx
 import msgspec
 import structlog
 from tenacity import RetryCallState
 
 from app.bunjang import errors
 from app.bunjang.auth import TokenMinter
+from app.bunjang.clock import ClockReading, SkewWatch
 from app.bunjang.retry import parse_retry_after, retrying
+from app.bunjang.transport import Answer, Getter
 from app.bunjang.types import (
     ErrorBody,
     FetchedOrder,
@@ -74,41 +74,12 @@ DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 DEFAULT_REQUEST_DEADLINE_S = 30.0
 #: Pages of one 15-day window at most (100 orders each): 100,000 orders changed in 15 days.
 DEFAULT_MAX_PAGES = 1000
-#: A clock further than this from Bunjang's is warned about (tokens live 5 s).
-CLOCK_SKEW_WARN_S = 2.0
-_CLOCK_WARN_EVERY_S = 300.0
 EXPIRED_AUTH_TOKEN = "EXPIRED_AUTH_TOKEN"  # noqa: S105 - an error code, not a credential
 
 _GET_ORDER = msgspec.json.Decoder(GetOrderResponse)
 _ERROR_BODY = msgspec.json.Decoder(ErrorBody)
 _ORDER_ID = msgspec.json.Decoder(OrderIdOnly)
 _PAGE_WIRE = msgspec.json.Decoder(PageWire)
-
-
-@dataclass(frozen=True, slots=True)
-class ClockReading:
-    """This host's clock minus Bunjang's (seconds; positive: ours is ahead), measured at ``at``
-    (Unix seconds, this host's clock) from an answer's ``Date`` header (whole seconds, so the
-    measurement is good to about ±0.5 s plus half the round trip)."""
-
-    skew_s: float
-    at: float
-
-
-def measure_skew(date_header: str | None, sent: float, received: float) -> float | None:
-    """The skew from one answer: the request's midpoint minus the middle of the ``Date`` second.
-
-    ``None`` when there is no usable ``Date`` (absent, unparsable, without a zone).
-    """
-    if not date_header:
-        return None
-    try:
-        server = parsedate_to_datetime(date_header)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if server.tzinfo is None:
-        return None
-    return (sent + received) / 2 - (server.timestamp() + 0.5)
 
 
 class BunjangClient:
@@ -125,7 +96,6 @@ class BunjangClient:
         max_attempts: int = 4,
         backoff_base_s: float = 0.5,
         max_backoff_s: float = 30.0,
-        transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         request_deadline_s: float = DEFAULT_REQUEST_DEADLINE_S,
@@ -134,40 +104,46 @@ class BunjangClient:
         """Build a client; nothing is sent until the first call.
 
         ``secret_key`` is the base64 text Bunjang issued. ``max_attempts`` counts the first request.
-        ``transport`` replaces the network (tests); ``clock`` (Unix seconds) stamps ``iat``.
+        ``clock`` (Unix seconds) stamps ``iat``. Proxies are not used (``HTTPS_PROXY`` and friends are
+        ignored here; ``serve`` refuses to start when one applies, see ``app/settings.py``).
         ``timeout_s`` bounds each network step; ``request_deadline_s`` the whole request, body included.
         ``max_body_bytes`` caps every body; ``max_pages`` the pages read per List Orders window.
         Raises ``ValueError`` for unusable arguments (empty keys, non-base64 secret, bad URL).
         """
-        url = httpx.URL(base_url)
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError(f"Bunjang base URL must be an absolute http(s) URL, got {base_url!r}")
         if max_concurrency < 1 or max_attempts < 1 or timeout_s <= 0:
             raise ValueError("max_concurrency and max_attempts must be >= 1 and timeout_s > 0")
         if max_body_bytes < 1 or request_deadline_s <= 0 or max_pages < 1:
             raise ValueError("max_body_bytes and max_pages must be >= 1 and request_deadline_s > 0")
-        self._max_body_bytes = max_body_bytes
-        self._deadline_s = request_deadline_s
         self._max_pages = max_pages
-        self.clock: ClockReading | None = None
-        self._clock_warned_at = 0.0
+        self._skew = SkewWatch()
         self._minter = TokenMinter(access_key, secret_key, clock=clock)
         self._max_attempts = max_attempts
         self._backoff_base_s = backoff_base_s
         self._max_backoff_s = max_backoff_s
         self._clock = clock
         self._slots = asyncio.Semaphore(max_concurrency)
-        self._http = httpx.AsyncClient(
-            base_url=url,
-            timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency),
-            headers={"Accept": "application/json", "User-Agent": "bunsync/0.1"},
-            transport=transport,
-            follow_redirects=False,
-        )
+        try:
+            self._http = Getter(
+                base_url,
+                max_connections=max_concurrency,
+                timeout_s=timeout_s,
+                deadline_s=request_deadline_s,
+                max_body_bytes=max_body_bytes,
+                headers={"Accept": "application/json", "User-Agent": "bunsync/0.1"},
+            )
+        except ValueError as exc:
+            raise ValueError(
+                f"Bunjang base URL must be an absolute http(s) URL, got {base_url!r}: {exc}"
+            ) from None
+        self._base_url = base_url
+
+    @property
+    def clock(self) -> ClockReading | None:
+        """The latest clock skew measured from an answer's ``Date`` (``None`` before any)."""
+        return self._skew.reading
 
     def __repr__(self) -> str:
-        return f"BunjangClient(base_url={str(self._http.base_url)!r})"
+        return f"BunjangClient(base_url={self._base_url!r})"
 
     async def __aenter__(self) -> Self:
         return self
@@ -191,24 +167,22 @@ class BunjangClient:
             raise ValueError(f"order_id must be a non-negative int, got {order_id!r}")
         response = await self._call("get_order", f"/api/v1/orders/{order_id}", None, order_id=order_id)
         try:
-            answered = _ORDER_ID.decode(response.content).data.order.id
+            answered = _ORDER_ID.decode(response.body).data.order.id
         except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
             raise errors.MalformedResponse(
                 f"Get Order {order_id} answered a body without a readable data.order.id: {exc}",
-                status=response.status_code,
-                raw=response.content,
+                status=response.status,
+                raw=response.body,
             ) from exc
         if answered != order_id:
-            raise errors.WrongOrder(
-                f"Get Order {order_id} answered order {answered}", status=response.status_code
-            )
+            raise errors.WrongOrder(f"Get Order {order_id} answered order {answered}", status=response.status)
         try:
-            detail = _GET_ORDER.decode(response.content).data
+            detail = _GET_ORDER.decode(response.body).data
         except msgspec.DecodeError:
             # One unreadable field (a price out of range, a non-integer id in a part nobody reads)
             # must not lose the answer: it is stored as returned and the projections judge each field.
             detail = None
-        return FetchedOrder(order_id=answered, order=detail, raw=response.content)
+        return FetchedOrder(order_id=answered, order=detail, raw=response.body)
 
     async def list_page(self, window: Window, page: int, size: int = MAX_PAGE_SIZE) -> ListOrdersPage:
         """One List Orders page (``page`` is 0-based, ``size`` at most 100) of one window."""
@@ -217,12 +191,12 @@ class BunjangClient:
         params = {**window.query(), "page": str(page), "size": str(size)}
         response = await self._call("list_orders", "/api/v1/orders", params, page=page)
         try:
-            wire = _PAGE_WIRE.decode(response.content)
+            wire = _PAGE_WIRE.decode(response.body)
         except msgspec.DecodeError as exc:
             raise errors.MalformedResponse(
                 f"List Orders page {page} answered a body that does not decode: {exc}",
-                status=response.status_code,
-                raw=response.content,
+                status=response.status,
+                raw=response.body,
             ) from exc
         orders: list[ListedOrder] = []
         for entry in wire.data:
@@ -297,9 +271,7 @@ class BunjangClient:
                 log.debug("bunjang.window_listed", start=window.start.isoformat(), pages=page)
                 return
 
-    async def _call(
-        self, endpoint: str, path: str, params: dict[str, str] | None, **context: int
-    ) -> httpx.Response:
+    async def _call(self, endpoint: str, path: str, params: dict[str, str] | None, **context: int) -> Answer:
         """One logical request: attempts with retries, raising the mapped error when it gives up."""
 
         def before_sleep(state: RetryCallState) -> None:
@@ -323,102 +295,47 @@ class BunjangClient:
         )
         return await controller(self._attempt, endpoint, path, params)
 
-    async def _attempt(self, endpoint: str, path: str, params: dict[str, str] | None) -> httpx.Response:
+    async def _attempt(self, endpoint: str, path: str, params: dict[str, str] | None) -> Answer:
         """One attempt; an expired token is re-minted and re-sent once, within the same attempt."""
         started = time.monotonic()
         response = await self._send(endpoint, path, params)
-        if response.status_code == 401 and _error_body(response).error_code == EXPIRED_AUTH_TOKEN:
+        if response.status == 401 and _error_body(response).error_code == EXPIRED_AUTH_TOKEN:
             log.info("bunjang.token_expired_reminting", endpoint=endpoint)
             response = await self._send(endpoint, path, params)
         log.debug(
             "bunjang.answered",
             endpoint=endpoint,
-            status=response.status_code,
+            status=response.status,
             elapsed_ms=round((time.monotonic() - started) * 1000, 1),
         )
-        if response.is_success:
+        if 200 <= response.status < 300:
+            if response.coded:
+                # Asked for identity: a compressed body is not what bunsync stores or limits.
+                raise errors.MalformedResponse(
+                    f"Bunjang {endpoint} answered with Content-Encoding {response.coded[:40]!r}, "
+                    "though only identity was accepted",
+                    status=response.status,
+                    raw=response.body,
+                )
             return response
         raise _error_for(endpoint, response, self._clock())
 
-    async def _send(self, endpoint: str, path: str, params: dict[str, str] | None) -> httpx.Response:
+    async def _send(self, endpoint: str, path: str, params: dict[str, str] | None) -> Answer:
         async with self._slots:
             # Minted inside the slot, just before sending: a token must not age while waiting for one.
-            headers = {"Authorization": f"Bearer {self._minter.mint()}"}
+            authorization = f"Bearer {self._minter.mint()}"
             sent = self._clock()
             try:
-                # One deadline for the whole request, body included: httpx's timeouts are per step,
-                # so a body that drips a byte every few seconds would otherwise never time out.
-                async with asyncio.timeout(self._deadline_s):
-                    response = await self._receive(path, params, headers)
-            except TimeoutError as exc:
-                metrics.BUNJANG_REQUESTS.labels(endpoint, "error").inc()
-                raise errors.RequestTimeout(
-                    f"Bunjang's answer was not complete within {self._deadline_s:g} s"
-                ) from exc
+                response = await self._http.get(path, params, authorization)
             except errors.ResponseTooLarge:
                 metrics.BUNJANG_REQUESTS.labels(endpoint, "too_large").inc()
                 raise
-            except httpx.TimeoutException as exc:
+            except errors.BunjangError:
                 metrics.BUNJANG_REQUESTS.labels(endpoint, "error").inc()
-                raise errors.RequestTimeout(f"Bunjang did not answer in time ({type(exc).__name__})") from exc
-            except (httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError) as exc:
-                metrics.BUNJANG_REQUESTS.labels(endpoint, "error").inc()
-                raise errors.NetworkError(f"cannot reach Bunjang ({type(exc).__name__}: {exc})") from exc
-            except httpx.HTTPError as exc:
-                metrics.BUNJANG_REQUESTS.labels(endpoint, "error").inc()
-                raise errors.ConfigurationError(
-                    f"cannot send to Bunjang ({type(exc).__name__}: {exc})"
-                ) from exc
-            metrics.BUNJANG_REQUESTS.labels(endpoint, str(response.status_code)).inc()
-            self._observe_clock(response.headers.get("Date"), sent, self._clock())
+                raise
+            metrics.BUNJANG_REQUESTS.labels(endpoint, str(response.status)).inc()
+            self._skew.observe(response.headers.get("date"), sent, self._clock())
             return response
-
-    async def _receive(
-        self, path: str, params: dict[str, str] | None, headers: dict[str, str]
-    ) -> httpx.Response:
-        """The answer with its body read as a stream, refused beyond ``max_body_bytes``."""
-        limit = self._max_body_bytes
-        async with self._http.stream("GET", path, params=params, headers=headers) as streamed:
-            declared = streamed.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > limit:
-                raise errors.ResponseTooLarge(
-                    f"Bunjang's answer declares {declared} bytes, over the limit of {limit}",
-                    status=streamed.status_code,
-                )
-            body = bytearray()
-            async for chunk in streamed.aiter_bytes():  # decoded: the limit holds for compressed bodies
-                body += chunk
-                if len(body) > limit:
-                    raise errors.ResponseTooLarge(
-                        f"Bunjang's answer is over the limit of {limit} bytes", status=streamed.status_code
-                    )
-            # The body is already decoded: drop the headers that would make httpx decode it again.
-            kept = [
-                (k, v)
-                for k, v in streamed.headers.multi_items()
-                if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
-            ]
-            return httpx.Response(
-                streamed.status_code,
-                headers=kept,
-                content=bytes(body),
-                request=streamed.request,
-            )
-
-    def _observe_clock(self, date_header: str | None, sent: float, received: float) -> None:
-        skew = measure_skew(date_header, sent, received)
-        if skew is None:
-            return
-        self.clock = ClockReading(skew_s=skew, at=received)
-        metrics.CLOCK_SKEW.set(skew)
-        if abs(skew) > CLOCK_SKEW_WARN_S and received - self._clock_warned_at >= _CLOCK_WARN_EVERY_S:
-            self._clock_warned_at = received
-            log.warning(
-                "clock_skew",
-                skew_s=round(skew, 2),
-                limit_s=CLOCK_SKEW_WARN_S,
-                hint="Bunjang's tokens are valid 5 s after iat: synchronise this host's clock (NTP)",
-            )
 
 
 def _first_sighting(seen: dict[int, int], order: ListedOrder) -> bool:
@@ -431,20 +348,22 @@ def _first_sighting(seen: dict[int, int], order: ListedOrder) -> bool:
     return True
 
 
-def _error_body(response: httpx.Response) -> ErrorBody:
+def _error_body(response: Answer) -> ErrorBody:
+    if response.coded:
+        return ErrorBody()  # a compressed error body: its errorCode cannot be read
     try:
-        return _ERROR_BODY.decode(response.content)
+        return _ERROR_BODY.decode(response.body)
     except msgspec.DecodeError:
         return ErrorBody()
 
 
-def _error_for(endpoint: str, response: httpx.Response, now: float) -> errors.BunjangError:
+def _error_for(endpoint: str, response: Answer, now: float) -> errors.BunjangError:
     """Map a non-2xx answer to the error hierarchy, keeping Bunjang's ``errorCode`` and ``reason``."""
-    status = response.status_code
+    status = response.status
     body = _error_body(response)
     code, reason = body.error_code, body.reason
     if status >= 500 or status in (408, 429):
-        retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
+        retry_after = parse_retry_after(response.headers.get("retry-after"), now)
         kind: type[errors.TransientError] = errors.ServerError if status >= 500 else errors.RateLimited
         message = f"Bunjang {endpoint} failed transiently"
         return kind(message, status=status, error_code=code, reason=reason, retry_after=retry_after)

@@ -1,6 +1,7 @@
 """Client behaviours that need a scripted Bunjang: paging races, concurrency, malformed answers.
 
-These use ``httpx.MockTransport`` as the remote API (the only thing faked), for answers the sandbox does
+These use a scripted HTTP server on 127.0.0.1 as the remote API (the only thing faked; its handlers take
+an ``httpx.Request`` and return an ``httpx.Response``), for answers the sandbox does
 not produce on purpose: a page that repeats an order, a body that is not JSON.
 """
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import msgspec
 import pytest
 
-from app.bunjang.client import measure_skew
+from app.bunjang.clock import measure_skew
 from app.bunjang.jsonsafe import UnstorableJson, escape_nul, storable_json
 from app.bunjang.types import listed_entry
 from app.ops.status import ClockReading, HostileInput, OverduePass, _hostile_reasons

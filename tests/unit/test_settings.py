@@ -129,3 +129,46 @@ def test_a_bad_http_value_names_its_variable_and_never_shows_a_token(variable: s
     assert err.value.variable == variable
     if "TOKEN" in variable:
         assert value not in str(err.value)
+
+
+SERVE = {
+    "BUNSYNC_WEBHOOK_SECRETS": "s",
+    "BUNSYNC_BUNJANG_ACCESS_KEY": "k",
+    "BUNSYNC_BUNJANG_SECRET_KEY": "c2VjcmV0",
+}
+
+
+@pytest.mark.parametrize(
+    ("proxies", "variable"),
+    [
+        ({"HTTPS_PROXY": "http://user:pw@proxy:3128"}, "HTTPS_PROXY"),
+        ({"https_proxy": "http://proxy:3128"}, "https_proxy"),
+        ({"ALL_PROXY": "socks5://proxy:1080"}, "ALL_PROXY"),
+        ({"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "localhost,other.example"}, "HTTPS_PROXY"),
+    ],
+)
+def test_serve_refuses_a_proxy_it_would_not_use_and_names_the_variable(
+    proxies: dict[str, str], variable: str
+) -> None:
+    settings = Settings.from_env({**SERVE, **proxies}, is_tty=False)
+    with pytest.raises(ConfigError) as err:
+        settings.require_service_credentials()
+    assert err.value.variable == variable
+    assert "does not use a proxy" in str(err.value) and "NO_PROXY" in str(err.value)
+    assert "pw" not in str(err.value) and "3128" not in str(err.value)  # the value may hold credentials
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"HTTP_PROXY": "http://proxy:3128"},  # for http:// only; Bunjang is https
+        {"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "localhost,.bunjang.co.kr"},
+        {"HTTPS_PROXY": "http://proxy:3128", "no_proxy": "openapi.bunjang.co.kr:443"},
+        {"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "*"},
+        {"ALL_PROXY": "http://proxy:3128", "BUNSYNC_BUNJANG_BASE_URL": "http://127.0.0.1:8090"},
+    ],
+)
+def test_a_proxy_that_does_not_apply_to_bunjang_is_no_obstacle(env: dict[str, str]) -> None:
+    settings = Settings.from_env({**SERVE, **env}, is_tty=False)
+    assert settings.bunjang_proxy_variable is None
+    settings.require_service_credentials()
