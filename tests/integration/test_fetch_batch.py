@@ -1,11 +1,13 @@
 """Fetch workers claiming and storing in groups: one query claims several due jobs, one call stores
-several answers; a crash after a group claim loses nothing, and one unstorable answer in a group fails
-only itself (its job a dead letter with the reason) while the others are logged and completed."""
+several answers; a crash after a group claim loses nothing, one unstorable answer in a group fails
+only itself (its job a dead letter with the reason) while the others are logged and completed, and a
+webhook's fetch wakes idle workers at once."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+from datetime import UTC, datetime
 
 import asyncpg
 import msgspec
@@ -16,6 +18,8 @@ from app.fetcher import Answer, Backoff, Fetcher, Job
 from app.privacy import personal_data
 from app.sandbox.server import RunningSandbox
 from app.store.event_log import NewEvent
+from app.webhook import payloads
+from app.webhook.ingest import Ingestor, Outcome
 from tests.fixtures.events import eventually
 
 #: A number jsonb cannot hold (numeric allows at most 131072 digits before the point).
@@ -129,3 +133,30 @@ async def test_workers_sharing_groups_log_the_good_answers_and_dead_letter_the_b
     dead = await admin.fetch("SELECT order_id, dead_reason FROM bunsync.fetch_queue")
     assert [r["order_id"] for r in dead] == [refused]
     assert "cannot be stored" in dead[0]["dead_reason"] and "SQLSTATE" in dead[0]["dead_reason"]
+
+
+async def test_a_webhook_wakes_idle_workers_at_once_not_at_their_next_poll(
+    pool: asyncpg.Pool, admin: asyncpg.Connection, sandbox: RunningSandbox, client: BunjangClient
+) -> None:
+    order_id = sandbox.sandbox.create_orders(1)[0].order_id
+    # Idle workers that would otherwise look for work again only after a minute.
+    f = _fetcher(pool, client, idle_poll_s=60.0)
+    ingestor = Ingestor(pool, max_writers=1, on_fetch_enqueued=f.wake)
+    stop = asyncio.Event()
+    workers = asyncio.create_task(f.run(stop))
+    try:
+        await asyncio.sleep(0.2)  # let every worker find the queue empty and go idle
+        body = (
+            f'{{"eventId":"wake-{order_id}","eventType":"order.status.changed","payloadVersion":"v1",'
+            f'"data":{{"orderId":{order_id},"orderItems":[{{"orderItemId":1,"pid":1,"orderStatus":"PAYMENT_RECEIVED"}}]}}}}'
+        ).encode()
+        now = datetime.now(UTC)
+        assert await ingestor.submit(payloads.to_event(body, now, now)) is Outcome.ACCEPTED
+
+        async def fetched() -> bool:
+            return await _observed(admin) == {f"order-{order_id}": 1}
+
+        await eventually(fetched, 10.0)
+    finally:
+        stop.set()
+        await workers
