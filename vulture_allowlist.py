@@ -47,3 +47,6 @@ _.last_error_at  # app.feed.health: in /status JSON
 _.last_delivered_at  # app.feed.health: in /status JSON
 _.webhook_timestamp  # app.sandbox.consumer: in GET /_sandbox/consumer/received
 _.signature_valid  # app.sandbox.consumer: in GET /_sandbox/consumer/received
+# Fetcher.claim: one job at a time (the workers claim in groups with claim_many); the fetch tests drive
+# the workers' steps with it.
+claim

@@ -1,9 +1,13 @@
 """Fetch workers: turn queued orders into ``order.observed`` events by calling Get Order.
 
-Each worker claims one due job at a time (a lease, ``FOR UPDATE SKIP LOCKED``: any number of workers in
+Each worker takes one due job at a time (a lease, ``FOR UPDATE SKIP LOCKED``: any number of workers in
 any number of processes share the queue), calls Get Order through the Bunjang client (which already
-retries transient failures briefly), and then, in ONE transaction, appends what the API returned and
-removes the job. Failures are persisted: the job waits out a growing, jittered delay, and is parked as
+retries transient failures briefly), and then, in ONE statement, appends what the API returned, keeps
+its personal data and removes the job (``bunsync.store_observed``, migration 0012). Both database
+steps are group-committed (:mod:`app.groupcommit`): workers that look for work together share one claim
+query, and answers that are ready together share one store call (one round trip, one commit); if the
+database refuses such a group (bad data), each answer is stored alone, so one unstorable answer fails
+only itself. Failures are persisted: the job waits out a growing, jittered delay, and is parked as
 dead after ``max_attempts`` attempts, or at once on 404/403 (with the reason); ``bunsync redrive``
 re-queues dead jobs. A worker that dies mid-fetch loses nothing: its lease runs out and the job is
 claimed again.
@@ -31,9 +35,10 @@ from app.aio import wait_any
 from app.bunjang import errors
 from app.bunjang.client import BunjangClient
 from app.bunjang.jsonsafe import UnstorableJson, storable_json
+from app.groupcommit import Batcher
 from app.ops import metrics
-from app.privacy import erasure, personal_data
-from app.store import db, event_log, sqlfiles
+from app.privacy import personal_data
+from app.store import db, sqlfiles
 from app.store.db import Connection, StorageUnavailable
 from app.store.event_log import NewEvent
 
@@ -64,6 +69,18 @@ class Job:
     generation: int
     attempts: int
 
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A Get Order answer ready to store: its job, its log event, its personal data (JSON text)."""
+
+    job: Job
+    event: NewEvent
+    personal_json: str | None
+
+
+#: Most answers stored by one call (the workers of one process rarely have more ready at once).
+STORE_BATCH = 64
 
 #: Answers bunsync refuses to record, whatever retrying would do: dead at once, with the reason.
 _PERMANENT = (errors.NotFound, errors.Forbidden, errors.ResponseTooLarge, errors.WrongOrder)
@@ -109,6 +126,12 @@ class Fetcher:
         self._backoff = backoff or Backoff()
         self._rng = rng or random.Random()  # noqa: S311  (jitter, not cryptography)
         self._wake = asyncio.Event()
+        self._claims: Batcher[None, Job | None] = Batcher(
+            self._claim_for, max_batch=concurrency, name="fetch-claim"
+        )
+        self._stores: Batcher[Answer, str | None] = Batcher(
+            self.store_answers, max_batch=STORE_BATCH, name="fetch-store"
+        )
 
     def wake(self) -> None:
         """Make idle workers look for due jobs now rather than at their next poll."""
@@ -123,7 +146,7 @@ class Fetcher:
     async def _worker(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                job = await self.claim()
+                job = await self._claims.submit(None)
                 if job is None:
                     await wait_any([stop, self._wake], self._idle_poll_s)
                     self._wake.clear()
@@ -141,15 +164,21 @@ class Fetcher:
                 )
                 await wait_any([stop], 1.0)
 
-    @db.operation
     async def claim(self) -> Job | None:
         """Claim the most overdue job, if any."""
-        row = await self._pool.fetchrow(_Q["claim"], self._worker_id, self._lease_s)
-        return (
-            Job(order_id=row["order_id"], generation=row["generation"], attempts=row["attempts"])
-            if row
-            else None
-        )
+        jobs = await self.claim_many(1)
+        return jobs[0] if jobs else None
+
+    @db.operation
+    async def claim_many(self, limit: int) -> list[Job]:
+        """Claim up to ``limit`` of the most overdue jobs (one query)."""
+        rows = await self._pool.fetch(_Q["claim"], self._worker_id, self._lease_s, limit)
+        return [Job(order_id=r["order_id"], generation=r["generation"], attempts=r["attempts"]) for r in rows]
+
+    async def _claim_for(self, waiting: list[None]) -> list[Job | None]:
+        """One job for each waiting worker while there are due jobs, None for the others."""
+        jobs: list[Job | None] = list(await self.claim_many(len(waiting)))
+        return jobs + [None] * (len(waiting) - len(jobs))
 
     async def process(self, job: Job) -> None:
         """Fetch one claimed order and record the outcome (event, retry, or dead)."""
@@ -180,11 +209,10 @@ class Fetcher:
         reference variant can log answers unsplit, as bunsync did before)."""
         return personal_data.split(raw)
 
-    @db.operation
     async def _store(self, job: Job, raw: bytes) -> None:
-        """In one transaction: log the order facts, keep the buyer's personal data apart (unless the
-        order was forgotten: :mod:`app.privacy.erasure`), remove the job. An answer that cannot be stored is a
-        dead letter."""
+        """Log the order facts, keep the buyer's personal data apart (unless the order was forgotten:
+        :mod:`app.privacy.erasure`), remove the job: all in one statement, shared with the other answers
+        ready at the same time. An answer that cannot be stored is a dead letter."""
         try:
             # NULs escaped first (jsonb refuses them), then the personal data split off the repaired text.
             text, repaired = storable_json(raw)
@@ -195,23 +223,41 @@ class Fetcher:
         if repaired:
             metrics.API_ANOMALIES.labels("escaped_characters").inc(repaired)
             log.warning("fetch_answer_repaired", order_id=job.order_id, escaped_nul=repaired)
-        event = observed_event(job.order_id, cut.facts_json)
-        try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                appended = await event_log.append(conn, [event])
-                personal = cut.personal_json
-                if personal is not None and event.idempotency_key in appended.inserted:
-                    await erasure.keep(conn, job.order_id, appended.inserted[event.idempotency_key], personal)
-                await conn.execute(_Q["complete"], job.order_id, job.generation)
-        except (asyncpg.PostgresError, asyncpg_base.DataError) as exc:
-            if not db.is_bad_data(exc):
-                raise  # the database is away: translated by db.operation, and the fetch retried
-            # Never the server's message, which may quote the answer (buyer data): its class and code.
-            code = getattr(exc, "sqlstate", None) or "client-side"
-            await self._unstorable(job, f"the database refused it ({type(exc).__name__}, SQLSTATE {code})")
+        refused = await self._stores.submit(
+            Answer(job, observed_event(job.order_id, cut.facts_json), cut.personal_json)
+        )
+        if refused is not None:
+            await self._unstorable(job, refused)
             return
         metrics.FETCH_DONE.inc()
         log.info("fetch_done", order_id=job.order_id, attempts=job.attempts)
+
+    @db.operation
+    async def store_answers(self, answers: list[Answer]) -> list[str | None]:
+        """Store ``answers`` in one call; for each, None or why the database refused it. When the
+        database refuses the group, each answer is stored alone, so only the bad ones fail."""
+        try:
+            await self._pool.execute(
+                _Q["store"],
+                [a.job.order_id for a in answers],
+                [a.job.generation for a in answers],
+                [a.event.stream for a in answers],
+                [a.event.type for a in answers],
+                [a.event.source for a in answers],
+                [a.event.idempotency_key for a in answers],
+                [a.event.payload_json for a in answers],
+                [a.personal_json for a in answers],
+            )
+        except (asyncpg.PostgresError, asyncpg_base.DataError) as exc:
+            if not db.is_bad_data(exc):
+                raise  # the database is away: translated by db.operation, and the fetches retried
+            if len(answers) == 1:
+                # Never the server's message, which may quote the answer (buyer data): its class and code.
+                code = getattr(exc, "sqlstate", None) or "client-side"
+                return [f"the database refused it ({type(exc).__name__}, SQLSTATE {code})"]
+            log.warning("fetch_store_group_refused_storing_one_by_one", size=len(answers))
+            return [(await self.store_answers([a]))[0] for a in answers]
+        return [None] * len(answers)
 
     async def _unstorable(self, job: Job, why: str) -> None:
         metrics.API_ANOMALIES.labels("unstorable").inc()

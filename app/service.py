@@ -123,11 +123,27 @@ async def run(settings: Settings, dsn: str, roles: Roles, stop: asyncio.Event) -
     services = Services(settings=settings, pool=pool, refusals=refusals)
     webhook_limits, operator_limits = listener_limits(settings, raise_open_file_limit())
     try:
+        client = await exits.enter_async_context(bunjang_client(settings))
+        workers: Fetcher | None = None
+        if roles.fetch:
+            # The fetch workers' claims and stores get connections of their own, released without a
+            # reset round trip (they leave no session state: the personal-data lock is transactional).
+            fetch_pool = await db.create_pool(dsn, min_size=1, max_size=4, keep_session=True)
+            exits.push_async_callback(fetch_pool.close)
+            workers = Fetcher(
+                fetch_pool,
+                client,
+                concurrency=settings.fetch_concurrency,
+                max_attempts=settings.fetch_max_attempts,
+                worker_id=worker_id(),
+            )
         if roles.http:
             # The webhook writers get connections of their own, released without a reset round trip.
             ingest_pool = await db.create_pool(dsn, min_size=1, max_size=INGEST_WRITERS, keep_session=True)
             exits.push_async_callback(ingest_pool.close)
-            ingestor = Ingestor(ingest_pool, max_writers=INGEST_WRITERS)
+            ingestor = Ingestor(
+                ingest_pool, max_writers=INGEST_WRITERS, on_fetch_enqueued=workers.wake if workers else None
+            )
             server, _ = build_server(
                 create_app(services, ingestor),
                 settings.host,
@@ -153,16 +169,7 @@ async def run(settings: Settings, dsn: str, roles: Roles, stop: asyncio.Event) -
             )
             servers.append(server)
             tasks["operator-http"] = asyncio.create_task(server.serve(), name="operator-http")
-        client = await exits.enter_async_context(bunjang_client(settings))
-        workers: Fetcher | None = None
-        if roles.fetch:
-            workers = Fetcher(
-                pool,
-                client,
-                concurrency=settings.fetch_concurrency,
-                max_attempts=settings.fetch_max_attempts,
-                worker_id=worker_id(),
-            )
+        if workers is not None:
             tasks["fetch"] = asyncio.create_task(workers.run(stop), name="fetch")
         if roles.projectors:
             tasks["projectors"] = asyncio.create_task(run_projectors(pool, dsn, stop), name="projectors")

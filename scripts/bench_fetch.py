@@ -52,7 +52,8 @@ class _Unsplit(Fetcher):
 
 
 async def _one_run(dsn: str, sandbox_url: str, orders: int, split: bool, timeout_s: float) -> float:
-    pool = await db.create_pool(dsn, min_size=4, max_size=8)
+    # As serve gives the fetch workers (app/service.py): a pool of their own, no reset on release.
+    pool = await db.create_pool(dsn, min_size=4, max_size=8, keep_session=True)
     try:
         async with pool.acquire() as conn:
             await conn.execute(

@@ -1,7 +1,8 @@
 """Keeping and erasing buyer personal data (``bunsync.personal_data``), and the retention pass.
 
-- :func:`keep` stores the personal part of a Get Order answer (split off by :mod:`app.privacy.personal_data`)
-  in the fetcher's transaction, unless the order was forgotten.
+- The fetcher keeps the personal part of a Get Order answer (split off by
+  :mod:`app.privacy.personal_data`) in the statement that logs the answer (``bunsync.store_observed``,
+  migration 0012, which calls ``bunsync.keep_personal_data``), unless the order was forgotten.
 - :func:`forget` erases orders' personal data at once (``bunsync forget --order``), :func:`forget_expired`
   those whose items all reached a final status ``BUNSYNC_PII_RETENTION_DAYS`` ago (the daily job and
   ``bunsync forget --expired``). Each erasure, in one transaction: delete the row, write the tombstone
@@ -67,12 +68,6 @@ class _ErasedPayload(msgspec.Struct, frozen=True, rename="camel"):
     order_id: int
     reason: str
     erased: list[str]
-
-
-@db.operation
-async def keep(conn: Connection, order_id: int, position: int, personal_json: str) -> bool:
-    """Keep an order's personal data (in the caller's transaction); False if it was forgotten."""
-    return bool(await conn.fetchval(_Q["keep"], order_id, position, personal_json))
 
 
 @db.operation

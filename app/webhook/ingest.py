@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -55,9 +56,19 @@ class _Pending:
 class Ingestor:
     """Group-commits deliveries into the event log; one per process, shared by all requests."""
 
-    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = 512, max_writers: int = 2) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        max_batch: int = 512,
+        max_writers: int = 2,
+        on_fetch_enqueued: Callable[[], None] | None = None,
+    ) -> None:
         """``pool``: connections for the writers (a small pool of its own is best: see ``db.create_pool``'s
-        ``keep_session``); ``max_writers``: batches in flight at once."""
+        ``keep_session``); ``max_writers``: batches in flight at once; ``on_fetch_enqueued``: called
+        after a write that enqueued a Get Order fetch (this process's fetch workers' wake-up, so they
+        claim it now rather than at their next poll)."""
+        self._on_fetch_enqueued = on_fetch_enqueued
         self._pool = pool
         self._max_batch = max_batch
         self._max_writers = max_writers
@@ -148,6 +159,8 @@ class Ingestor:
             first.setdefault(p.event.idempotency_key, p.event)
         async with self._pool.acquire() as conn:
             inserted = (await event_log.append(conn, list(first.values()))).inserted
+            if self._on_fetch_enqueued and any(first[k].fetch_order_id is not None for k in inserted):
+                self._on_fetch_enqueued()
             others = [
                 i
                 for i, p in enumerate(batch)

@@ -1,8 +1,3 @@
--- name: keep
--- Keep the personal data $3 (jsonb text: JSON Pointer -> value) of order $1 that came with log event
--- $2, unless the order was forgotten or newer data is kept (migration 0007). Returns whether kept.
-SELECT bunsync.keep_personal_data($1::bigint, $2::bigint, $3::text::jsonb);
-
 -- name: erase
 -- Erase order $1's personal data for reason $2 ('retention' | 'request'), leaving a tombstone. Returns
 -- what was erased ("pointer: field, ..." texts; empty when nothing was held) or NULL when the order

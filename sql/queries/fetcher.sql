@@ -1,32 +1,32 @@
 -- name: claim
--- Claim the most overdue job for worker $1 for $2 seconds (a lease), counting the attempt now, so a
--- worker that dies mid-fetch loses nothing: the lease runs out and another worker claims the job.
--- SKIP LOCKED lets any number of workers in any number of processes share the queue without waiting
--- on each other. Returns order_id, generation, attempts (including this one).
-UPDATE bunsync.fetch_queue AS q
-SET claimed_until = now() + make_interval(secs => $2),
-    claimed_by = $1,
-    attempts = q.attempts + 1
-WHERE q.order_id = (
+-- Claim up to $3 of the most overdue jobs for worker $1 for $2 seconds (a lease), counting the attempt
+-- now, so a worker that dies mid-fetch loses nothing: the lease runs out and another worker claims the
+-- job. SKIP LOCKED lets any number of workers in any number of processes share the queue without
+-- waiting on each other; several jobs per call when several workers are idle (one round trip for all).
+-- Returns order_id, generation, attempts (including this one).
+WITH due AS (
     SELECT order_id FROM bunsync.fetch_queue
     WHERE dead_at IS NULL
       AND next_attempt_at <= now()
       AND (claimed_until IS NULL OR claimed_until < now())
     ORDER BY next_attempt_at
-    LIMIT 1
+    LIMIT $3
     FOR UPDATE SKIP LOCKED
 )
+UPDATE bunsync.fetch_queue AS q
+SET claimed_until = now() + make_interval(secs => $2),
+    claimed_by = $1,
+    attempts = q.attempts + 1
+FROM due
+WHERE q.order_id = due.order_id
 RETURNING q.order_id, q.generation, q.attempts;
 
--- name: complete
--- The fetch of order $1 that started at generation $2 is logged: remove the job, unless a webhook
--- re-enqueued it meanwhile (its generation moved on), in which case make it due again, fresh.
-WITH done AS (
-    DELETE FROM bunsync.fetch_queue WHERE order_id = $1 AND generation = $2 RETURNING order_id
-)
-UPDATE bunsync.fetch_queue
-SET claimed_until = NULL, claimed_by = NULL, attempts = 0, next_attempt_at = now(), last_error = NULL
-WHERE order_id = $1 AND NOT EXISTS (SELECT 1 FROM done);
+-- name: store
+-- Store Get Order answers in one call: log each one's event, keep its personal data, complete its job
+-- (migration 0012). Arrays, one element per answer: order ids $1, generations $2, streams $3, types $4,
+-- sources $5, idempotency keys $6, payloads $7 (JSON text), personal data $8 (JSON text or NULL).
+SELECT bunsync.store_observed($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                              $6::text[], $7::text[], $8::text[]);
 
 -- name: retry_later
 -- Order $1's fetch failed with $2 (an error text): release it until $3 (timestamptz).
