@@ -47,12 +47,11 @@ from typing import Self
 
 import msgspec
 import structlog
-from tenacity import RetryCallState
 
 from app.bunjang import errors
 from app.bunjang.auth import TokenMinter
 from app.bunjang.clock import ClockReading, SkewWatch
-from app.bunjang.retry import parse_retry_after, retrying
+from app.bunjang.retry import RetryPolicy, parse_retry_after, with_retries
 from app.bunjang.transport import Answer, Getter
 from app.bunjang.types import (
     ErrorBody,
@@ -117,9 +116,7 @@ class BunjangClient:
         self._max_pages = max_pages
         self._skew = SkewWatch()
         self._minter = TokenMinter(access_key, secret_key, clock=clock)
-        self._max_attempts = max_attempts
-        self._backoff_base_s = backoff_base_s
-        self._max_backoff_s = max_backoff_s
+        self._retry = RetryPolicy(max_attempts, backoff_base_s, max_backoff_s)
         self._clock = clock
         self._slots = asyncio.Semaphore(max_concurrency)
         try:
@@ -274,26 +271,21 @@ class BunjangClient:
     async def _call(self, endpoint: str, path: str, params: dict[str, str] | None, **context: int) -> Answer:
         """One logical request: attempts with retries, raising the mapped error when it gives up."""
 
-        def before_sleep(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
+        def before_sleep(attempt: int, wait_s: float, exc: errors.TransientError) -> None:
             log.warning(
                 "bunjang.retrying",
                 endpoint=endpoint,
-                attempt=state.attempt_number,
-                wait_s=round(state.upcoming_sleep, 3),
-                status=getattr(exc, "status", None),
-                error_code=getattr(exc, "error_code", None),
+                attempt=attempt,
+                wait_s=round(wait_s, 3),
+                status=exc.status,
+                error_code=exc.error_code,
                 error=type(exc).__name__,
                 **context,
             )
 
-        controller = retrying(
-            max_attempts=self._max_attempts,
-            base_s=self._backoff_base_s,
-            max_s=self._max_backoff_s,
-            before_sleep=before_sleep,
+        return await with_retries(
+            lambda: self._attempt(endpoint, path, params), self._retry, before_sleep=before_sleep
         )
-        return await controller(self._attempt, endpoint, path, params)
 
     async def _attempt(self, endpoint: str, path: str, params: dict[str, str] | None) -> Answer:
         """One attempt; an expired token is re-minted and re-sent once, within the same attempt."""

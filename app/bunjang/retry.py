@@ -1,4 +1,4 @@
-"""The in-process retry policy of the Bunjang client (tenacity), and its pure parts.
+"""The in-process retry policy of the Bunjang client: a plain retry loop and its pure parts.
 
 - Only :class:`~app.bunjang.errors.TransientError` is retried; everything else is raised at once.
 - The wait before retry *n* is exponential with "equal jitter": uniform in ``[d/2, d]`` where
@@ -11,17 +11,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
-from tenacity.stop import stop_base
-from tenacity.wait import wait_base
+from typing import TypeVar
 
 from app.bunjang.errors import TransientError
+
+T = TypeVar("T")
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -54,58 +55,54 @@ def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random)
     return rng.uniform(ceiling / 2, ceiling)
 
 
-def _retry_after_of(state: RetryCallState) -> float | None:
-    outcome = state.outcome
-    if outcome is None:
-        return None
-    exc = outcome.exception()
-    return exc.retry_after if isinstance(exc, TransientError) else None
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How one logical request is retried (see the module docstring)."""
+
+    max_attempts: int
+    base_s: float
+    max_s: float
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+
+    def wait_after(self, attempt: int, error: TransientError, rng: random.Random) -> float | None:
+        """Seconds to wait after failed attempt ``attempt`` (1-based) before the next one, or ``None``
+        to give up: the attempts are spent, or ``Retry-After`` asks for longer than ``max_s``."""
+        if attempt >= self.max_attempts:
+            return None
+        if error.retry_after is not None:
+            return error.retry_after if error.retry_after <= self.max_s else None
+        return backoff_delay(attempt, self.base_s, self.max_s, rng)
 
 
-class BackoffWait(wait_base):
-    """``Retry-After`` when the server sent one, else :func:`backoff_delay`."""
-
-    def __init__(self, base_s: float, max_s: float, rng: random.Random | None = None) -> None:
-        self.base_s = base_s
-        self.max_s = max_s
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-
-    def __call__(self, retry_state: RetryCallState) -> float:
-        retry_after = _retry_after_of(retry_state)
-        if retry_after is not None:
-            return retry_after
-        return backoff_delay(retry_state.attempt_number, self.base_s, self.max_s, self._rng)
-
-
-class StopPolicy(stop_base):
-    """Stop after ``max_attempts``, or at once when ``Retry-After`` asks for more than ``max_wait_s``."""
-
-    def __init__(self, max_attempts: int, max_wait_s: float) -> None:
-        self.max_attempts = max_attempts
-        self.max_wait_s = max_wait_s
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        if retry_state.attempt_number >= self.max_attempts:
-            return True
-        retry_after = _retry_after_of(retry_state)
-        return retry_after is not None and retry_after > self.max_wait_s
-
-
-def retrying(
+async def with_retries(
+    attempt: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
     *,
-    max_attempts: int,
-    base_s: float,
-    max_s: float,
-    before_sleep: Callable[[RetryCallState], Awaitable[None] | None] | None = None,
+    before_sleep: Callable[[int, float, TransientError], None] | None = None,
     rng: random.Random | None = None,
-) -> AsyncRetrying:
-    """A fresh tenacity controller for one logical request; raises the last error when it gives up."""
-    if max_attempts < 1:
-        raise ValueError("max_attempts must be at least 1")
-    return AsyncRetrying(
-        retry=retry_if_exception_type(TransientError),
-        stop=StopPolicy(max_attempts, max_s),
-        wait=BackoffWait(base_s, max_s, rng),
-        before_sleep=before_sleep,
-        reraise=True,
-    )
+) -> T:
+    """``attempt()`` until it returns, retrying :class:`TransientError` by ``policy``; the last error is
+    raised when it gives up, any other error at once. ``before_sleep(attempt, wait_s, error)`` is called
+    before each wait.
+
+    A plain loop rather than tenacity: tenacity built a controller per request and inspected the
+    callable on every attempt, ~150 µs of CPU per Get Order on the fetch path (issue 14).
+    """
+    number = 1
+    while True:
+        try:
+            return await attempt()
+        except TransientError as exc:
+            wait_s = policy.wait_after(number, exc, rng or _RNG)
+            if wait_s is None:
+                raise
+            if before_sleep is not None:
+                before_sleep(number, wait_s, exc)
+            await asyncio.sleep(wait_s)
+            number += 1
+
+
+_RNG = random.Random()  # noqa: S311 - jitter, not cryptography

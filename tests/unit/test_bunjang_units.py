@@ -13,7 +13,8 @@ import msgspec
 import pytest
 
 from app.bunjang.auth import TokenMinter, decode_secret_key
-from app.bunjang.retry import backoff_delay, parse_retry_after
+from app.bunjang.errors import NotFound, ServerError
+from app.bunjang.retry import RetryPolicy, backoff_delay, parse_retry_after, with_retries
 from app.bunjang.types import GetOrderResponse, ListOrdersPage
 
 SECRET = base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
@@ -80,6 +81,52 @@ def test_backoff_is_exponential_jittered_and_capped() -> None:
         for _ in range(50):
             delay = backoff_delay(attempt, 0.5, 30.0, rng)
             assert ceiling / 2 <= delay <= ceiling
+
+
+async def test_retries_transient_errors_up_to_the_attempts_then_raises_the_last() -> None:
+    calls: list[int] = []
+    waits: list[tuple[int, float]] = []
+
+    async def failing() -> int:
+        calls.append(len(calls) + 1)
+        raise ServerError(f"attempt {len(calls)}", status=503)
+
+    with pytest.raises(ServerError, match="attempt 3"):
+        await with_retries(
+            failing, RetryPolicy(3, 0.001, 0.01), before_sleep=lambda n, w, e: waits.append((n, w))
+        )
+    assert calls == [1, 2, 3]
+    assert [n for n, _ in waits] == [1, 2] and all(0.0005 <= w <= 0.002 for _, w in waits)
+
+
+async def test_a_permanent_error_or_a_long_retry_after_is_raised_at_once() -> None:
+    calls = 0
+
+    async def not_found() -> int:
+        nonlocal calls
+        calls += 1
+        raise NotFound("gone", status=404)
+
+    with pytest.raises(NotFound):
+        await with_retries(not_found, RetryPolicy(4, 0.001, 0.01))
+    assert calls == 1
+    policy = RetryPolicy(4, 0.001, 5.0)
+    rng = random.Random(1)
+    assert policy.wait_after(1, ServerError("busy", retry_after=30.0), rng) is None  # the caller reschedules
+    assert policy.wait_after(1, ServerError("busy", retry_after=2.0), rng) == 2.0
+    assert policy.wait_after(4, ServerError("busy"), rng) is None
+
+
+async def test_an_answer_after_retries_is_returned() -> None:
+    answers = iter([ServerError("busy"), ServerError("busy"), 7])
+
+    async def flaky() -> int:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert await with_retries(flaky, RetryPolicy(3, 0.001, 0.01)) == 7
 
 
 DOC_ORDER = b"""{"data": {
