@@ -61,38 +61,35 @@ $$ SELECT CASE jsonb_typeof(j) WHEN 'string' THEN length(j #>> '{}') <= 10000
 CREATE OR REPLACE FUNCTION pg_temp.bunsync_object(j jsonb) RETURNS boolean LANGUAGE sql IMMUTABLE AS
 $$ SELECT CASE jsonb_typeof(j) WHEN 'object' THEN true WHEN 'null' THEN true ELSE j IS NULL END $$;
 -- Plain RFC 3339 ('T', at most 6 fraction digits, offset under 14 h or none: read as UTC, as
--- events.utc does) on a real calendar date. No regex: PostgreSQL's regex engine cost ~4 us a time
--- (a third of the whole bulk statement); the shape is checked by mapping every digit to 0 and looking
--- the result up among the 28 allowed shapes (one hashed lookup), then the fields' ranges, all digits
--- by then, with integer casts that cannot fail. Inlined into the statement when t is a column (it is
--- read more than once: given an expression, PostgreSQL would call it as a function, much slower).
+-- events.utc does) on a real calendar date. No regex: PostgreSQL's regex engine cost ~4 us a time.
+-- Each fixed field is looked up among its allowed values (digits and range in one hashed lookup of a
+-- constant array: '00'..'23' for the hour...), the separators by one LIKE, and only the tail after the
+-- seconds (fraction, offset) is mapped digit by digit to 0 and looked up among its 28 allowed shapes
+-- (translate() over the whole string and an integer cast per field cost twice as much: ~5.5 us against
+-- ~2.7 us). The few integer casts left read fields already known to be digits, so cannot fail. Inlined
+-- into the statement when t is a column (it is read more than once: given an expression, PostgreSQL
+-- would call it as a function, much slower).
 CREATE OR REPLACE FUNCTION pg_temp.bunsync_rfc3339(t text) RETURNS boolean LANGUAGE sql IMMUTABLE AS
-$$ SELECT CASE WHEN translate(t, '123456789', '000000000') = ANY (ARRAY[
-                        '0000-00-00T00:00:00', '0000-00-00T00:00:00.0', '0000-00-00T00:00:00.00',
-                        '0000-00-00T00:00:00.000', '0000-00-00T00:00:00.0000', '0000-00-00T00:00:00.00000',
-                        '0000-00-00T00:00:00.000000',
-                        '0000-00-00T00:00:00Z', '0000-00-00T00:00:00.0Z', '0000-00-00T00:00:00.00Z',
-                        '0000-00-00T00:00:00.000Z', '0000-00-00T00:00:00.0000Z', '0000-00-00T00:00:00.00000Z',
-                        '0000-00-00T00:00:00.000000Z',
-                        '0000-00-00T00:00:00+00:00', '0000-00-00T00:00:00.0+00:00',
-                        '0000-00-00T00:00:00.00+00:00', '0000-00-00T00:00:00.000+00:00',
-                        '0000-00-00T00:00:00.0000+00:00', '0000-00-00T00:00:00.00000+00:00',
-                        '0000-00-00T00:00:00.000000+00:00',
-                        '0000-00-00T00:00:00-00:00', '0000-00-00T00:00:00.0-00:00',
-                        '0000-00-00T00:00:00.00-00:00', '0000-00-00T00:00:00.000-00:00',
-                        '0000-00-00T00:00:00.0000-00:00', '0000-00-00T00:00:00.00000-00:00',
-                        '0000-00-00T00:00:00.000000-00:00'])
-               THEN substr(t, 1, 4) <> '0000' AND substr(t, 6, 2)::int BETWEEN 1 AND 12
-                   AND substr(t, 12, 2)::int <= 23 AND substr(t, 15, 2)::int <= 59
-                   AND substr(t, 18, 2)::int <= 59
+$$ SELECT CASE WHEN t LIKE '____-__-__T__:__:__%'
+                    AND substr(t, 1, 2) = ANY ('{00,01,02,03,04,05,06,07,08,09,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79,80,81,82,83,84,85,86,87,88,89,90,91,92,93,94,95,96,97,98,99}'::text[])
+                    AND substr(t, 3, 2) = ANY ('{00,01,02,03,04,05,06,07,08,09,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79,80,81,82,83,84,85,86,87,88,89,90,91,92,93,94,95,96,97,98,99}'::text[])
+                    AND substr(t, 6, 2) = ANY ('{01,02,03,04,05,06,07,08,09,10,11,12}'::text[])
+                    AND substr(t, 9, 2) = ANY ('{01,02,03,04,05,06,07,08,09,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31}'::text[])
+                    AND substr(t, 12, 2) = ANY ('{00,01,02,03,04,05,06,07,08,09,10,11,12,13,14,15,16,17,18,19,20,21,22,23}'::text[])
+                    AND substr(t, 15, 2) = ANY ('{00,01,02,03,04,05,06,07,08,09,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59}'::text[])
+                    AND substr(t, 18, 2) = ANY ('{00,01,02,03,04,05,06,07,08,09,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59}'::text[])
+                    AND translate(substr(t, 20), '123456789', '000000000') = ANY ('{"",Z,+00:00,-00:00,.0,.0Z,.0+00:00,.0-00:00,.00,.00Z,.00+00:00,.00-00:00,.000,.000Z,.000+00:00,.000-00:00,.0000,.0000Z,.0000+00:00,.0000-00:00,.00000,.00000Z,.00000+00:00,.00000-00:00,.000000,.000000Z,.000000+00:00,.000000-00:00}'::text[])
+               THEN substr(t, 1, 4) <> '0000'
                    -- An offset is the last 6 characters ('+hh:mm'); no other shape has a sign there.
                    AND (substr(t, length(t) - 5, 1) NOT IN ('+', '-')
                         OR (substr(t, length(t) - 4, 2)::int <= 13 AND substr(t, length(t) - 1, 2)::int <= 59))
-                   AND substr(t, 9, 2)::int BETWEEN 1 AND CASE substr(t, 6, 2)
-                   WHEN '02' THEN CASE WHEN substr(t, 1, 4)::int % 4 = 0
-                                            AND (substr(t, 1, 4)::int % 100 <> 0 OR substr(t, 1, 4)::int % 400 = 0)
-                                       THEN 29 ELSE 28 END
-                   WHEN '04' THEN 30 WHEN '06' THEN 30 WHEN '09' THEN 30 WHEN '11' THEN 30 ELSE 31 END
+                   AND CASE substr(t, 6, 2)
+                       WHEN '02' THEN substr(t, 9, 2)::int <= 28
+                                      OR (substr(t, 9, 2) = '29' AND substr(t, 1, 4)::int % 4 = 0
+                                          AND (substr(t, 1, 4)::int % 100 <> 0 OR substr(t, 1, 4)::int % 400 = 0))
+                       WHEN '04' THEN substr(t, 9, 2) <> '31' WHEN '06' THEN substr(t, 9, 2) <> '31'
+                       WHEN '09' THEN substr(t, 9, 2) <> '31' WHEN '11' THEN substr(t, 9, 2) <> '31'
+                       ELSE true END
                ELSE false END $$;
 -- j: the JSON value, t: its text (j ->> 0, computed by the caller as a column: see bunsync_rfc3339).
 CREATE OR REPLACE FUNCTION pg_temp.bunsync_time(j jsonb, t text) RETURNS boolean LANGUAGE sql IMMUTABLE AS
