@@ -6,7 +6,6 @@ webhook's fetch wakes idle workers at once."""
 from __future__ import annotations
 
 import asyncio
-import random
 from datetime import UTC, datetime
 
 import asyncpg
@@ -14,28 +13,22 @@ import msgspec
 
 from app import fetcher
 from app.bunjang.client import BunjangClient
-from app.fetcher import Answer, Backoff, Fetcher, Job
+from app.fetcher import Answer, Fetcher, Job
 from app.privacy import personal_data
 from app.sandbox.server import RunningSandbox
 from app.store.event_log import NewEvent
 from app.webhook import payloads
 from app.webhook.ingest import Ingestor, Outcome
 from tests.fixtures.events import eventually
+from tests.integration.test_fetcher import _fetcher as single_worker_fetcher
 
 #: A number jsonb cannot hold (numeric allows at most 131072 digits before the point).
 _UNSTORABLE = '{"data": {"n": 1' + "0" * 140_000 + "}}"
 
 
 def _fetcher(pool: asyncpg.Pool, client: BunjangClient, **kw: object) -> Fetcher:
-    options: dict[str, object] = {
-        "concurrency": 4,
-        "max_attempts": 3,
-        "worker_id": "test",
-        "backoff": Backoff(base_s=0.0),
-        "rng": random.Random(1),
-        **kw,
-    }
-    return Fetcher(pool, client, **options)  # type: ignore[arg-type]
+    """test_fetcher's fetcher, with four workers (they share claims and stores)."""
+    return single_worker_fetcher(pool, client, **{"concurrency": 4, **kw})
 
 
 async def _enqueued(pool: asyncpg.Pool, sandbox: RunningSandbox, n: int) -> list[int]:
