@@ -101,7 +101,9 @@ def test_console_in_a_real_browser(
         driver.get(serve.admin_url + "/dead-letters")
         assert driver.find_elements(By.CSS_SELECTOR, f"tr[data-order='{UNKNOWN_ORDER}']")
         driver.find_element(By.CSS_SELECTOR, f"tr[data-order='{UNKNOWN_ORDER}'] button").click()
-        driver.find_element(By.ID, "confirm").click()  # the confirmation page
+        # The confirmation page: a click's navigation is not awaited by every driver, so wait for it.
+        _wait(lambda: driver.find_elements(By.ID, "confirm"), 10, "the confirmation page")
+        driver.find_element(By.ID, "confirm").click()
         _wait(lambda: "re-queued 1" in driver.page_source, 10, "the redrive notice")
         assert not driver.find_elements(By.CSS_SELECTOR, f"tr[data-order='{UNKNOWN_ORDER}']")
         browser.full_page_screenshot(driver, tmp_path / "dead-letters.png")
