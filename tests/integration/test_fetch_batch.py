@@ -97,6 +97,25 @@ async def test_an_unstorable_answer_in_a_group_fails_only_itself(
     assert [r["order_id"] for r in kept] == sorted(good)
 
 
+async def test_in_a_group_a_job_changed_during_its_fetch_stays_due_and_the_others_complete(
+    pool: asyncpg.Pool, admin: asyncpg.Connection, sandbox: RunningSandbox, client: BunjangClient
+) -> None:
+    orders = await _enqueued(pool, sandbox, 3)
+    f = _fetcher(pool, client)
+    jobs = sorted(await f.claim_many(3), key=lambda j: j.order_id)
+    answers = [await _answer(client, j) for j in jobs]
+    changed = jobs[1].order_id
+    async with pool.acquire() as conn:
+        await fetcher.enqueue(conn, [changed])  # a newer change arrives while its fetch is in flight
+    assert await f.store_answers(answers) == [None, None, None]
+    assert await _observed(admin) == {f"order-{o}": 1 for o in orders}
+    # Never skipped: the changed order's job is due again, fresh, so its newer state is fetched too.
+    left = await admin.fetch("SELECT order_id, claimed_until, attempts FROM bunsync.fetch_queue")
+    assert [(r["order_id"], r["claimed_until"], r["attempts"]) for r in left] == [(changed, None, 0)]
+    again = await f.claim_many(3)
+    assert [j.order_id for j in again] == [changed]
+
+
 async def test_workers_sharing_groups_log_the_good_answers_and_dead_letter_the_bad_one(
     pool: asyncpg.Pool, admin: asyncpg.Connection, sandbox: RunningSandbox, client: BunjangClient
 ) -> None:
