@@ -18,6 +18,8 @@ Both include the poller's resolution (10 ms plus one query; the measured time be
 printed too). Also measured server side, on the database's clock, with no poller in it: a trigger
 (installed on this throwaway cluster only) stamps every write of an ``order_item_status`` row, compared
 with the ``recorded_at`` of the webhook and of the Get Order answer (just before their commits).
+The server-side time is also split into stages (STAGES, with ``track_commit_timestamp`` on): logged
+-> the event's transaction committed -> the row written by the projector -> the projector's commit.
 Targets: p99 <= 100 ms each. The last line, ``BENCH_LATENCY {json}``, is for scripts/bench.py.
 """
 
@@ -88,6 +90,55 @@ JOIN bunsync.order_item_status AS s USING (order_item_id)
 LEFT JOIN observed AS o ON o.stream = 'order-' || s.order_id
 """
 
+# Where the server-side time goes (track_commit_timestamp is on for this cluster): per item, the
+# webhook (or its order's first Get Order answer) logged -> its transaction committed (the ingest's or
+# the fetch's commit) -> the item's row written by the projector (bench_written) -> the projector's
+# transaction committed (the row visible to readers). Milliseconds; one row per item and path.
+STAGES = """
+WITH hooks AS (
+    SELECT DISTINCT ON (1) (i ->> 'orderItemId')::bigint AS order_item_id, e.recorded_at AS logged,
+           pg_xact_commit_timestamp(e.tx_id::text::xid) AS committed
+    FROM bunsync.event_log AS e, jsonb_array_elements(e.payload::jsonb -> 'data' -> 'orderItems') AS i
+    WHERE e.type = 'webhook.order_status_changed.v1'
+    ORDER BY 1, e.position
+), observed AS (
+    SELECT DISTINCT ON (stream) stream, recorded_at AS logged,
+           pg_xact_commit_timestamp(tx_id::text::xid) AS committed
+    FROM bunsync.event_log WHERE type = 'order.observed' ORDER BY stream, position
+), first_written AS (
+    SELECT DISTINCT ON (order_item_id) order_item_id, at AS written, pg_xact_commit_timestamp(xmin) AS visible
+    FROM public.bench_written ORDER BY order_item_id, at
+), confirmed_written AS (
+    SELECT DISTINCT ON (order_item_id) order_item_id, at AS written, pg_xact_commit_timestamp(xmin) AS visible
+    FROM public.bench_written WHERE source = 'get_order' ORDER BY order_item_id, at
+), paths AS (
+    SELECT 'provisional' AS path, h.logged, h.committed, w.written, w.visible
+    FROM hooks AS h JOIN first_written AS w USING (order_item_id)
+    UNION ALL
+    SELECT 'confirmed', o.logged, o.committed, w.written, w.visible
+    FROM confirmed_written AS w JOIN bunsync.order_item_status AS s USING (order_item_id)
+    JOIN observed AS o ON o.stream = 'order-' || s.order_id
+)
+SELECT path, extract(epoch FROM committed - logged) * 1000 AS commit_ms,
+       extract(epoch FROM written - committed) * 1000 AS pickup_ms,
+       extract(epoch FROM visible - written) * 1000 AS projector_commit_ms,
+       extract(epoch FROM visible - logged) * 1000 AS total_ms
+FROM paths
+"""
+STAGE_NAMES = ("commit_ms", "pickup_ms", "projector_commit_ms", "total_ms")
+
+
+def stages(rows: list[asyncpg.Record]) -> dict[str, dict[str, list[float]]]:
+    """p50 and p99 of each stage (ms) per path, from STAGES' rows."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for path in ("provisional", "confirmed"):
+        mine = [r for r in rows if r["path"] == path]
+        out[path] = {}
+        for name in STAGE_NAMES:
+            values = sorted(max(0.0, float(r[name])) for r in mine if r[name] is not None)
+            out[path][name] = [round(percentile(values, 0.5), 1), round(percentile(values, 0.99), 1)]
+    return out
+
 
 class Poller:
     """Records, per item, when its row first showed in the view and when its source became get_order."""
@@ -139,6 +190,7 @@ async def measure(stack: benchload.Stack, rate: int, seconds: int) -> dict[str, 
     for r in await conn.fetch(OBSERVED):
         observed.setdefault(r["stream"], []).append(r["recorded_at"].timestamp())
     server = await conn.fetch(SERVER_SIDE)
+    split = stages(await conn.fetch(STAGES))
     pg = str(await conn.fetchval("SELECT version()")).split(",")[0]
     await conn.close()
     written = sorted(max(0.0, float(r["provisional_ms"])) for r in server if r["provisional_ms"] is not None)
@@ -180,6 +232,7 @@ async def measure(stack: benchload.Stack, rate: int, seconds: int) -> dict[str, 
         "written_seen": len(written),
         "poll_gap_p50_ms": round(percentile(gaps, 0.5), 1),
         "poll_gap_p99_ms": round(percentile(gaps, 0.99), 1),
+        "stages": split,
         "pg": pg,
     }
 
@@ -194,7 +247,10 @@ def main() -> int:
     args = parser.parse_args()
     seconds = args.seconds or (10 if args.quick else 30)
     try:
-        with benchload.sandbox_and_serve(args.rate * seconds, ["--no-scheduler"], "latency") as stack:
+        settings = "-c track_commit_timestamp=on"  # for STAGES
+        with benchload.sandbox_and_serve(
+            args.rate * seconds, ["--no-scheduler"], "latency", cluster_settings=settings
+        ) as stack:
             print(
                 f"bench_latency: {args.rate} webhooks/s for {seconds} s over {len(stack.items):,} orders",
                 flush=True,
@@ -231,6 +287,13 @@ def main() -> int:
         f"Get Order logged -> row written from it p50 {result['written_confirmed_p50_ms']} ms, "
         f"p99 {result['written_confirmed_p99_ms']} ms ({result['written_seen']:,} items)"
     )
+    for path, split in result["stages"].items():  # type: ignore[attr-defined]
+        a, b, c, d = (split[name] for name in STAGE_NAMES)
+        print(
+            f"  {path}, p50 / p99 ms: logged -> committed {a[0]} / {a[1]}; committed -> row written "
+            f"{b[0]} / {b[1]}; written -> projector committed {c[0]} / {c[1]}; "
+            f"logged -> visible {d[0]} / {d[1]}"
+        )
     print("BENCH_LATENCY " + json.dumps(result))
     return 0 if ok else 1
 

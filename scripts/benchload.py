@@ -100,14 +100,16 @@ def _truth(url: str) -> list[Item]:
 
 
 @contextlib.contextmanager
-def sandbox_and_serve(orders: int, serve_args: list[str], name: str) -> Iterator[Stack]:
-    """Cluster + sandbox with ``orders`` orders + ``bunsync serve *serve_args`` against it, stopped and
-    removed at the end of the block."""
+def sandbox_and_serve(
+    orders: int, serve_args: list[str], name: str, *, cluster_settings: str = ""
+) -> Iterator[Stack]:
+    """Cluster (extra ``-c`` options ``cluster_settings``) + sandbox with ``orders`` orders + ``bunsync
+    serve *serve_args`` against it, stopped and removed at the end of the block."""
     with tempfile.TemporaryDirectory(prefix=f"bunsync-bench-{name}-") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
         work.chmod(0o711)
         (work / "pglog").mkdir()
-        cluster = benchlib.Cluster(work)
+        cluster = benchlib.Cluster(work, settings=cluster_settings)
         stack.callback(cluster.stop)
         cluster.start()
         sandbox_port, port = benchlib.free_port(), benchlib.free_port()
