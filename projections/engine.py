@@ -22,7 +22,7 @@ import structlog
 from app.aio import wait_any
 from app.store import db, event_log
 from app.store.db import Connection, StorageUnavailable
-from app.store.event_log import Checkpoint, RecordedEvent
+from app.store.event_log import RecordedEvent
 from app.store.sqlfiles import queries
 from projections import REGISTRY
 from projections.base import Projection
@@ -61,6 +61,20 @@ def _is_poison(exc: BaseException) -> bool:
     return not db.is_unavailable(exc)
 
 
+def _decode(
+    projection: Projection[Any], events: list[RecordedEvent]
+) -> tuple[list[tuple[RecordedEvent, Any]], list[tuple[RecordedEvent, BaseException]]]:
+    """Each event decoded by ``projection``, and those it cannot read (to be parked)."""
+    failed: list[tuple[RecordedEvent, BaseException]] = []
+    decoded: list[tuple[RecordedEvent, Any]] = []
+    for event in events:
+        try:
+            decoded.append((event, projection.decode(event)))
+        except Exception as exc:  # a payload this handler cannot read: park it, go on
+            failed.append((event, exc))
+    return decoded, failed
+
+
 async def apply_events(
     conn: Connection, projection: Projection[Any], events: list[RecordedEvent]
 ) -> list[tuple[RecordedEvent, BaseException]]:
@@ -69,13 +83,7 @@ async def apply_events(
     Decoding is per event. The batch is written in one savepoint; if that fails because of the data,
     each event is written again in its own savepoint, so only the culprits are left out.
     """
-    failed: list[tuple[RecordedEvent, BaseException]] = []
-    decoded: list[tuple[RecordedEvent, Any]] = []
-    for event in events:
-        try:
-            decoded.append((event, projection.decode(event)))
-        except Exception as exc:  # a payload this handler cannot read: park it, go on
-            failed.append((event, exc))
+    decoded, failed = _decode(projection, events)
     if not decoded:
         return failed
     try:
@@ -93,6 +101,27 @@ async def apply_events(
                     raise
                 failed.append((one[0], one_exc))
     return sorted(failed, key=lambda f: f[0].position)
+
+
+class _Poisoned(Exception):
+    """A batch written without savepoints failed because of its data (its transaction is lost)."""
+
+
+async def _apply_at_once(
+    conn: Connection, projection: Projection[Any], events: list[RecordedEvent]
+) -> list[tuple[RecordedEvent, BaseException]]:
+    """:func:`apply_events` without its savepoint (two round trips fewer), for a batch that can be
+    redone whole: a write failing because of the data raises :class:`_Poisoned` (the caller rolls the
+    batch back and redoes it with :func:`apply_events`)."""
+    decoded, failed = _decode(projection, events)
+    if decoded:
+        try:
+            await projection.write(conn, decoded)
+        except Exception as exc:
+            if not _is_poison(exc):
+                raise
+            raise _Poisoned(_describe(exc)) from exc
+    return failed
 
 
 def _describe(exc: BaseException) -> str:
@@ -124,19 +153,32 @@ async def process_batch(
 
     ``schema`` holds the tables and checkpoint written (the live ones, or a rebuild's). When ``conn``
     is already in a transaction this runs in a savepoint of it.
+
+    The batch is written without savepoints first (each round trip counts: a batch is the projector's
+    latency); if a write fails because of the data, the whole batch is rolled back and done again with
+    :func:`apply_events`, which parks only the culprits.
     """
+    try:
+        return await _batch(conn, projection, schema, batch_size, careful=False)
+    except _Poisoned as poisoned:
+        log.info("projection_batch_redone", projection=projection.name, reason=str(poisoned)[:500])
+        return await _batch(conn, projection, schema, batch_size, careful=True)
+
+
+async def _batch(
+    conn: Connection, projection: Projection[Any], schema: str, batch_size: int, *, careful: bool
+) -> int:
     async with conn.transaction():
-        await conn.execute(_Q["use_schema"], schema)
-        await conn.execute(_Q["lock_writer"], schema, projection.name)
-        row = await conn.fetchrow(_Q["checkpoint"], projection.name)
-        if row is None:
+        await conn.execute(_Q["begin_batch"], schema, projection.name)
+        rows = await conn.fetch(_Q["read_batch"], projection.name, batch_size)
+        if not rows[0]["has_checkpoint"]:
             raise ProjectorDied(f"projection {projection.name} has no checkpoint in schema {schema}")
-        checkpoint = Checkpoint(tx_id=int(row["tx_text"]), position=row["position"])
-        batch = await event_log.read_after(conn, checkpoint, batch_size)
+        batch = [event_log.recorded(r) for r in rows if r["position"] is not None]
         if not batch:
             return 0
         handled = [e for e in batch if e.type in projection.handles]
-        await park(conn, projection, await apply_events(conn, projection, handled))
+        apply = apply_events if careful else _apply_at_once
+        await park(conn, projection, await apply(conn, projection, handled))
         last = batch[-1].checkpoint
         await conn.execute(_Q["save_checkpoint"], projection.name, str(last.tx_id), last.position, len(batch))
     return len(batch)

@@ -54,7 +54,6 @@ _F = queries("fill")
 _P = queries("projections")
 
 
-
 async def should_fill(pool: asyncpg.Pool, projection: Projection[Any], min_events: int) -> bool:
     """Whether ``projection`` is fresh and the log far enough ahead to try a fill (cheap: no count)."""
     if not projection.tables:

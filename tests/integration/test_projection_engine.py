@@ -97,6 +97,34 @@ async def test_handler_bug_is_parked_then_retried_after_the_fix(
     assert await admin.fetchval("SELECT resolved_at IS NOT NULL FROM bunsync.parked_events") is True
 
 
+async def test_a_batch_the_database_refuses_is_redone_and_only_the_culprit_parked(
+    pool: asyncpg.Pool, admin: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A batch is first written without savepoints; a statement the database refuses aborts its whole
+    # transaction, after the other items were already written in it. Nothing may be lost or doubled.
+    real_write = OrderItemStatus.write
+
+    async def refused_write(
+        self: OrderItemStatus, conn: Connection, batch: list[tuple[RecordedEvent, Any]]
+    ) -> None:
+        await real_write(self, conn, batch)
+        if any(o.order_item_id == 2 for _, obs in batch for o in obs):
+            await conn.execute("SELECT 1 / 0")  # the database refuses: the transaction is aborted
+
+    monkeypatch.setattr(OrderItemStatus, "write", refused_write)
+    await append(pool, *(webhook(i, [(i, "PAYMENT_RECEIVED")], at(i)) for i in (1, 2, 3)))
+    await project_all(pool)
+    assert [await _status(admin, i) for i in (1, 2, 3)] == ["PAYMENT_RECEIVED", None, "PAYMENT_RECEIVED"]
+    parked = await admin.fetch("SELECT projection, error FROM bunsync.parked_events")
+    assert [r["projection"] for r in parked] == ["order_item_status"]
+    assert "DivisionByZeroError" in parked[0]["error"]
+    assert await lag(admin) == {name: 0 for name in PROJECTIONS}
+    checkpoint = await admin.fetchval(
+        "SELECT events_read FROM bunsync.projection_checkpoints WHERE projection = 'order_item_status'"
+    )
+    assert checkpoint == 3  # each event read once, not once per attempt
+
+
 async def test_lag_counts_events_behind_each_projection(
     pool: asyncpg.Pool, admin: asyncpg.Connection
 ) -> None:
