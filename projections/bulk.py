@@ -72,8 +72,8 @@ class Phase:
     and the build table its rows are copied to, in the order of ``columns``.
 
     Every ``bulk_build`` reads the log through ``pg_temp.bunsync_observations`` (bulk_functions) and
-    returns lines ``folded, positions, columns...``: a folded line (first column ``t``) leaves the item
-    in its first column (``\\N``: the events not read) to Python, with the positions it lists.
+    returns lines ``folded, positions, columns...``: a folded line (first column ``t``) leaves its item
+    (the first of ``columns``; ``\\N``: the events not read) to Python, with the positions it lists.
     """
 
     queries: str
