@@ -1,8 +1,12 @@
 """The rebuild's bulk phase: a projection built set-based inside PostgreSQL, from the start of the log.
 
 Folding a million events through Python one batch at a time costs round trips and decoding; the
-current status of an item is a function of the set of its observations, which one SQL statement
-computes at the speed of a sort. So a rebuild of ``order_item_status`` first:
+current status of an item, and its history, are functions of the set of its observations, which one
+SQL statement computes at the speed of a sort. The projections with a bulk phase, ``order_item_status``
+and ``order_item_history``, are described by data (:data:`PHASES`: the ``bulk_build`` statement, the
+build table, its columns); both statements read the log through one definition,
+``pg_temp.bunsync_observations`` (``bulk_functions`` in ``order_item_status.sql``), which PostgreSQL
+inlines into each. So a rebuild of either first:
 
 1. takes the bound, the snapshot's xmin, once. Every event with ``tx_id`` below it has committed and
    no other will ever appear there, so the bulk phase reads exactly the events the commit-safe reader
@@ -15,25 +19,28 @@ computes at the speed of a sort. So a rebuild of ``order_item_status`` first:
    in the database: that statement would hold a transaction id for the whole build, and every
    commit-safe reader would wait behind it;
 3. folds in Python, through the projection's own ``write`` (the rule in :mod:`projections.rules`),
-   the items the SQL left out (transactions that committed out of position order, an unsigned
-   webhook, an item twice in one event), and hands the events the SQL did not read to the Python
-   decoder, which parks them with msgspec's message exactly as the live projector does; then saves
-   the checkpoint, in one transaction. An event the SQL did not read but Python can makes the bulk
-   phase step aside: the engine then rebuilds by batches, as without it.
+   the items the SQL left out (for ``order_item_status``: transactions that committed out of position
+   order, an unsigned webhook, an item twice in one event; for ``order_item_history``: webhooks of
+   one status signed both before and after its API time), and hands the events the SQL did not read
+   to the Python decoder, which parks them with msgspec's message exactly as the live projector
+   does; then saves the checkpoint, in one transaction. An event the SQL did not read but Python can
+   makes the bulk phase step aside: the engine then rebuilds by batches, as without it.
 
 Items with a field the SQL does not vouch for, or a ``statusUpdatedAt`` outside the plausibility
 window of :func:`projections.rules.plausible_time`, are among those folded in Python: the Python rule
-reads such a field as absent and records it in ``item_anomalies`` (a table of this projection), so
-both the row and the anomaly come from the one rule.
+reads such a field as absent and records it in ``item_anomalies`` (a table of ``order_item_status``),
+so both the row and the anomaly come from the one rule.
 
-Then the engine catches up from that checkpoint as usual. The SQL restates the rule of
-:func:`projections.rules.apply_status`; ``tests/integration/test_projection_bulk.py`` checks that both
-agree on random event sets, including out-of-order commits and malformed payloads.
+Then the engine catches up from that checkpoint as usual. The SQL restates the rules of
+:func:`projections.rules.apply_status` and :func:`projections.rules.apply_history`;
+``tests/integration/test_projection_bulk.py`` checks that each agrees with its rule on random event
+sets, including out-of-order commits and malformed payloads.
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 import structlog
@@ -42,12 +49,12 @@ from app.store import db, event_log
 from app.store.db import Connection
 from app.store.event_log import RecordedEvent
 from app.store.sqlfiles import queries
-from projections.base import Projection
+from projections.base import ItemProjection, Projection
 from projections.engine import apply_events, park
-from projections.order_item_status import OrderItemStatus
 from projections.rules import Observation
 
 log = structlog.get_logger(__name__)
+#: The statements every bulk phase shares (bulk_functions, the bound, the checkpoint, the fold's reads).
 _Q = queries("order_item_status")
 _P = queries("projections")
 _R = queries("rebuild")
@@ -57,32 +64,69 @@ FOLD_BATCH = 2000
 WRITE_BATCH = 5000
 #: The bulk statement's sort memory (server side): a million events sort in memory.
 WORK_MEM = "256MB"
-#: The columns of order_item_status, as bulk_build returns them.
-COLUMNS = (
-    "order_item_id",
-    "order_id",
-    "pid",
-    "product_name",
-    "price",
-    "status",
-    "status_updated_at",
-    "source",
-    "last_position",
-    "synced_at",
-    "api_status",
-    "api_source",
-    "api_updated_at",
-    "api_position",
-    "webhook_status",
-    "webhook_signed_at",
-    "webhook_position",
-)
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    """A projection's bulk phase, as data: the ``bulk_build`` statement of ``sql/queries/<queries>.sql``,
+    and the build table its rows are copied to, in the order of ``columns``.
+
+    Every ``bulk_build`` reads the log through ``pg_temp.bunsync_observations`` (bulk_functions) and
+    returns lines ``folded, positions, columns...``: a folded line (first column ``t``) leaves its item
+    (the first of ``columns``; ``\\N``: the events not read) to Python, with the positions it lists.
+    """
+
+    queries: str
+    table: str
+    columns: tuple[str, ...]
+
+
+#: The projections with a bulk phase, by name.
+PHASES = {
+    "order_item_status": Phase(
+        queries="order_item_status",
+        table="order_item_status",
+        columns=(
+            "order_item_id",
+            "order_id",
+            "pid",
+            "product_name",
+            "price",
+            "status",
+            "status_updated_at",
+            "source",
+            "last_position",
+            "synced_at",
+            "api_status",
+            "api_source",
+            "api_updated_at",
+            "api_position",
+            "webhook_status",
+            "webhook_signed_at",
+            "webhook_position",
+        ),
+    ),
+    "order_item_history": Phase(
+        queries="order_item_history",
+        table="order_item_history",
+        columns=(
+            "order_item_id",
+            "order_id",
+            "status",
+            "status_updated_at",
+            "source",
+            "signed_at",
+            "position",
+            "recorded_at",
+        ),
+    ),
+}
 
 
 class _Only(Projection[list[Observation]]):
-    """``order_item_status`` restricted to some items: the others were written by ``bulk_build``."""
+    """A projection restricted to some items: the others were written by ``bulk_build``."""
 
-    def __init__(self, inner: OrderItemStatus, items: set[int]) -> None:
+    def __init__(self, inner: ItemProjection, items: set[int]) -> None:
         self.inner = inner
         self.items = items
         self.name = inner.name  # type: ignore[misc]  # the ClassVar, per instance: same projection
@@ -113,9 +157,9 @@ class _Left:
         self.bad: set[int] = set()
 
 
-def has_phase(projection: Projection[Any]) -> TypeGuard[OrderItemStatus]:
-    """Whether ``projection`` has a bulk phase (today only ``order_item_status``)."""
-    return isinstance(projection, OrderItemStatus)
+def has_phase(projection: Projection[Any]) -> TypeGuard[ItemProjection]:
+    """Whether ``projection`` has a bulk phase (one of :data:`PHASES`)."""
+    return isinstance(projection, ItemProjection) and projection.name in PHASES
 
 
 @db.operation
@@ -143,7 +187,7 @@ async def run(dsn: str, conn: Connection, projection: Projection[Any], schema: s
 
 
 @db.operation
-async def _check_fresh(conn: Connection, projection: OrderItemStatus, schema: str) -> None:
+async def _check_fresh(conn: Connection, projection: ItemProjection, schema: str) -> None:
     async with conn.transaction():
         await conn.execute(_P["use_schema"], schema)
         row = await conn.fetchrow(_P["checkpoint"], projection.name)
@@ -152,18 +196,19 @@ async def _check_fresh(conn: Connection, projection: OrderItemStatus, schema: st
 
 
 @db.operation
-async def _bulk(dsn: str, conn: Connection, projection: OrderItemStatus, schema: str) -> int:
-    left = _Left()
+async def _bulk(dsn: str, conn: Connection, projection: ItemProjection, schema: str) -> int:
+    phase, left = PHASES[projection.name], _Left()
     async with db.admin_connection(dsn) as reader:
         await reader.execute(_Q["bulk_functions"])  # committed at once: no xid kept
         # Read-only: no transaction id, so no commit-safe reader waits for this one.
         async with reader.transaction(readonly=True):
             await reader.execute(_Q["bulk_settings"], WORK_MEM)
             bound = str(await reader.fetchval(_Q["bulk_bound"]))
-            rows = _Rows(conn, schema, left)
+            rows = _Rows(conn, schema, phase, left)
             # COPY ... TO STDOUT: the rows stream as text, each passed on unparsed (COPY's text format
             # round-trips every value exactly); asyncpg's COPY wraps the statement in parentheses.
-            await reader.copy_from_query(_Q["bulk_build"].rstrip().rstrip(";"), bound, output=rows.take)
+            build = queries(phase.queries)["bulk_build"].rstrip().rstrip(";")
+            await reader.copy_from_query(build, bound, output=rows.take)
             await rows.flush()
             last = await reader.fetchrow(_Q["bulk_checkpoint"], bound)
     async with conn.transaction():
@@ -181,11 +226,11 @@ class _Rows:
     """``bulk_build``'s output in COPY text format: item rows go on to the build table WRITE_BATCH at a
     time (a short COPY each); folded rows (first column ``t``) are left to Python.
 
-    A line is ``folded, positions, COLUMNS...``, tab-separated; memory holds one batch of lines.
+    A line is ``folded, positions, columns...``, tab-separated; memory holds one batch of lines.
     """
 
-    def __init__(self, conn: Connection, schema: str, left: _Left) -> None:
-        self.conn, self.schema, self.left = conn, schema, left
+    def __init__(self, conn: Connection, schema: str, phase: Phase, left: _Left) -> None:
+        self.conn, self.schema, self.phase, self.left = conn, schema, phase, left
         self.partial = b""
         self.lines: list[bytes] = []
 
@@ -207,7 +252,7 @@ class _Rows:
         """Write the lines held (called once more at the end, even with none)."""
         data = b"\n".join(self.lines) + b"\n" if self.lines else b""
         self.lines = []
-        await _write(self.conn, self.schema, data)
+        await _write(self.conn, self.schema, data, self.phase)
 
 
 def _leave(left: _Left, item: bytes, positions: bytes) -> None:
@@ -221,12 +266,12 @@ def _leave(left: _Left, item: bytes, positions: bytes) -> None:
 
 
 @db.operation
-async def _write(conn: Connection, schema: str, data: bytes) -> None:
+async def _write(conn: Connection, schema: str, data: bytes, phase: Phase) -> None:
     """Append item rows (COPY text lines) to the build table (a short transaction of its own; not yet
     visible to anyone)."""
     if data:
         await conn.copy_to_table(
-            "order_item_status", schema_name=schema, source=io.BytesIO(data), columns=COLUMNS, format="text"
+            phase.table, schema_name=schema, source=io.BytesIO(data), columns=phase.columns, format="text"
         )
 
 
@@ -247,7 +292,7 @@ async def _fold(conn: Connection, only: _Only, left: _Left) -> None:
         await park(conn, only, await apply_events(conn, only, events))
 
 
-def _readable(projection: OrderItemStatus, event: RecordedEvent) -> bool:
+def _readable(projection: ItemProjection, event: RecordedEvent) -> bool:
     try:
         projection.decode(event)
     except Exception:  # unreadable is the expected answer: the event gets parked

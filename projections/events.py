@@ -101,7 +101,7 @@ class _DataItemsOnly(msgspec.Struct, frozen=True):
 class _ObservedItemsOnly(msgspec.Struct, frozen=True):
     """The part of ``order.observed`` the status projections read. Decoding only that, a flaw in a
     part they do not read (a seller's name, a delivery time) does not park a status change; and the
-    rebuild's bulk SQL (order_item_status.sql, bulk_build) checks exactly these fields."""
+    rebuild's bulk SQL (order_item_status.sql, bunsync_observations) checks exactly these fields."""
 
     data: _DataItemsOnly
 

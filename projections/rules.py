@@ -43,7 +43,7 @@ _NEVER = datetime.min.replace(tzinfo=UTC)
 EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 #: How far after its own recording an API time may lie (clock skew between Bunjang and this host's
 #: database; tokens live 5 s, so real skews are seconds). A constant, not a setting: changing it would
-#: change what a rebuild produces from the same log. Restated in order_item_status.sql (bulk_build).
+#: change what a rebuild produces from the same log. Restated in order_item_status.sql (bunsync_observations).
 FUTURE_TOLERANCE = timedelta(minutes=15)
 
 

@@ -101,14 +101,13 @@ $$ SELECT CASE WHEN t LIKE '____-__-__T__:__:__%'
 CREATE OR REPLACE FUNCTION pg_temp.bunsync_time(j jsonb, t text) RETURNS boolean LANGUAGE sql IMMUTABLE AS
 $$ SELECT CASE jsonb_typeof(j) WHEN 'string' THEN pg_temp.bunsync_rfc3339(t)
                                WHEN 'null' THEN true ELSE j IS NULL END $$;
-
--- name: bulk_build
--- The rebuild's bulk phase, set-based: the row of every item observed by the events below
--- transaction id $1 (xid8 as text; the caller's snapshot xmin, so all of them have committed) of the
--- projection's types. A SELECT, run in a read-only transaction: it takes no transaction id, so it
--- holds back no commit-safe reader (the live projectors carry on while it runs); the caller runs it
--- as a COPY TO STDOUT and writes the rows in short COPYs. One row per item; folded: the item is left to Python, with the positions of its events
--- (item NULL: the events bulk_build did not read, "bad").
+-- bunsync_observations(bound): what both bulk phases read from the log (bulk_build here and in
+-- order_item_history.sql), defined once: one row per item observation of the events below
+-- transaction id bound (xid8 as text): item, api (false: a webhook), status, ts (statusUpdatedAt, or
+-- a webhook's signature time t), position, tx_id, recorded_at, product facts, order_id, source, and
+-- unsure (left to Python, see below); and one row, item NULL, per event not read ("bad").
+-- STABLE, not STRICT, a single SELECT: PostgreSQL inlines it into the statement that calls it in
+-- FROM (its plan is the one the levels had written out in the statement: sharing costs nothing).
 --
 -- Reading. An event is read only if what it cannot exist without passes the bulk_functions checks
 -- (the order id, items that are objects with an integer id and a text status; a webhook's pid). Any
@@ -120,17 +119,13 @@ $$ SELECT CASE jsonb_typeof(j) WHEN 'string' THEN pg_temp.bunsync_rfc3339(t)
 -- projections/rules.py (plausible_time: from 2000-01-01 to the event's recorded_at + 15 minutes), is
 -- left to Python ("unsure", folded), which applies that rule and records the anomaly.
 --
--- The rule. projections/rules.py (apply_status) folded in log order is a function of the set of an
--- item's observations: the API state is the newest API observation by (statusUpdatedAt NULLS FIRST,
--- position); the shown webhook is the newest by (t, position) among the webhooks after that API
--- observation in the log with t later than its statusUpdatedAt; product facts come from the newest
--- observation (by position) that has them. That holds when the projector reads the item's
--- observations in position order. It reads in commit-safe order (tx_id, position), which differs when
--- transactions commit out of position order; and the fold treats an unsigned webhook and an item twice
--- in one event in ways a set cannot. Items with any of those are left out, and folded in Python.
--- Test: tests/integration/test_projection_bulk.py (random event sets: SQL == Python).
 -- Each level below is evaluated once per row (OFFSET 0 keeps the planner from copying a level's
 -- expressions into every use of its columns).
+CREATE OR REPLACE FUNCTION pg_temp.bunsync_observations(bound text)
+RETURNS TABLE (item bigint, api boolean, status text, ts timestamptz, "position" bigint, tx_id xid8,
+               recorded_at timestamptz, pid bigint, product_name text, price bigint, order_id bigint,
+               source text, unsure boolean)
+LANGUAGE sql STABLE AS $$
 WITH events AS (
     SELECT e.position, e.tx_id, e.recorded_at, e.signed_at, e.type, e.payload,
            e.type = 'webhook.order_status_changed.v1' AS webhook,
@@ -141,7 +136,7 @@ WITH events AS (
                        WHEN 'order.observed' THEN e.payload #> '{data,order,id}'
                        ELSE e.payload -> 'id' END AS order_id
     FROM bunsync.event_log AS e
-    WHERE e.tx_id < $1::text::xid8
+    WHERE e.tx_id < bound::xid8
       AND e.type IN ('webhook.order_status_changed.v1', 'order.observed', 'order.listed')
     OFFSET 0
 ),
@@ -243,6 +238,29 @@ kept AS (
     UNION ALL
     SELECT NULL, false, NULL, NULL, b.position, NULL, NULL, NULL, NULL, NULL, NULL, NULL, false
     FROM bad AS b
+)
+SELECT * FROM kept $$;
+
+-- name: bulk_build
+-- The rebuild's bulk phase, set-based: the row of every item observed by the events below
+-- transaction id $1 (xid8 as text; the caller's snapshot xmin, so all of them have committed) of the
+-- projection's types. A SELECT, run in a read-only transaction: it takes no transaction id, so it
+-- holds back no commit-safe reader (the live projectors carry on while it runs); the caller runs it
+-- as a COPY TO STDOUT and writes the rows in short COPYs. One row per item; folded: the item is left to Python, with the positions of its events
+-- (item NULL: the events bulk_build did not read, "bad").
+-- What it reads: pg_temp.bunsync_observations (bulk_functions), shared with order_item_history.sql.
+--
+-- The rule. projections/rules.py (apply_status) folded in log order is a function of the set of an
+-- item's observations: the API state is the newest API observation by (statusUpdatedAt NULLS FIRST,
+-- position); the shown webhook is the newest by (t, position) among the webhooks after that API
+-- observation in the log with t later than its statusUpdatedAt; product facts come from the newest
+-- observation (by position) that has them. That holds when the projector reads the item's
+-- observations in position order. It reads in commit-safe order (tx_id, position), which differs when
+-- transactions commit out of position order; and the fold treats an unsigned webhook and an item twice
+-- in one event in ways a set cannot. Items with any of those are left out, and folded in Python.
+-- Test: tests/integration/test_projection_bulk.py (random event sets: SQL == Python).
+WITH kept AS (
+    SELECT * FROM pg_temp.bunsync_observations($1)
 ),
 -- One sort (item, position DESC) serves every window below: w is the item's whole partition.
 step1 AS (
