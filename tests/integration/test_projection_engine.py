@@ -97,6 +97,35 @@ async def test_handler_bug_is_parked_then_retried_after_the_fix(
     assert await admin.fetchval("SELECT resolved_at IS NOT NULL FROM bunsync.parked_events") is True
 
 
+async def test_an_active_projector_retries_requested_parked_events_within_a_poll_interval(
+    pool: asyncpg.Pool, admin: asyncpg.Connection, service_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = OrderItemStatus.write
+
+    async def buggy_write(
+        self: OrderItemStatus, conn: Connection, batch: list[tuple[RecordedEvent, Any]]
+    ) -> None:
+        raise asyncpg.CheckViolationError("simulated bug")
+
+    monkeypatch.setattr(OrderItemStatus, "write", buggy_write)
+    async with projectors(pool, service_url, poll_s=0.2):
+        await append(pool, webhook(1, [(1, "PAYMENT_RECEIVED")], at(1)))
+
+        async def parked() -> bool:
+            return await admin.fetchval("SELECT parked_events FROM reporting.sync_health") == 1
+
+        await eventually(parked)
+        monkeypatch.setattr(OrderItemStatus, "write", real_write)  # the fix
+        # The projector holds the lock: the request is left to it (its next check, within poll_s).
+        assert await retry_parked(service_url, "order_item_status") == 1
+
+        async def applied() -> bool:
+            return await _status(admin, 1) == "PAYMENT_RECEIVED"
+
+        await eventually(applied, deadline_s=5)
+    assert await admin.fetchval("SELECT resolved_at IS NOT NULL FROM bunsync.parked_events") is True
+
+
 async def test_a_batch_the_database_refuses_is_redone_and_only_the_culprit_parked(
     pool: asyncpg.Pool, admin: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
