@@ -22,7 +22,7 @@ import structlog
 from app.aio import wait_any
 from app.store import db, event_log
 from app.store.db import Connection, StorageUnavailable
-from app.store.event_log import RecordedEvent
+from app.store.event_log import Checkpoint, RecordedEvent
 from app.store.sqlfiles import queries
 from projections import REGISTRY
 from projections.base import Projection
@@ -170,10 +170,11 @@ async def _batch(
 ) -> int:
     async with conn.transaction():
         await conn.execute(_Q["begin_batch"], schema, projection.name)
-        rows = await conn.fetch(_Q["read_batch"], projection.name, batch_size)
-        if not rows[0]["has_checkpoint"]:
+        row = await conn.fetchrow(_Q["checkpoint"], projection.name)
+        if row is None:
             raise ProjectorDied(f"projection {projection.name} has no checkpoint in schema {schema}")
-        batch = [event_log.recorded(r) for r in rows if r["position"] is not None]
+        checkpoint = Checkpoint(tx_id=int(row["tx_text"]), position=row["position"])
+        batch = await event_log.read_after(conn, checkpoint, batch_size)
         if not batch:
             return 0
         handled = [e for e in batch if e.type in projection.handles]

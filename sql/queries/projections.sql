@@ -24,27 +24,6 @@ SELECT pg_advisory_xact_lock(hashtext('bunsync.projection_writer'), hashtext($1:
 SELECT set_config('search_path', $1::text, true),
        pg_advisory_xact_lock(hashtext('bunsync.projection_writer'), hashtext($1::text || '.' || $2::text));
 
--- name: read_batch
--- Projection $1's next batch: up to $2 events after its checkpoint, in commit-safe order: checkpoint
--- and event_log.sql's read_after (whose comment says why this order never skips an event) in one round
--- trip. Run after begin_batch, so this statement's snapshot is taken with the writer lock held and the
--- checkpoint read is the last writer's. Always at least one row: has_checkpoint is false when the
--- projection has no checkpoint in this schema, and the event columns are NULL when nothing is readable.
-SELECT c.projection IS NOT NULL AS has_checkpoint, e.position, e.tx_text, e.stream, e.type, e.payload,
-       e.source, e.signed_at, e.received_at, e.recorded_at
-FROM (SELECT 1) AS one
-LEFT JOIN projection_checkpoints AS c ON c.projection = $1
-LEFT JOIN LATERAL (
-    SELECT l.position, l.tx_id, l.tx_id::text AS tx_text, l.stream, l.type, l.payload::text AS payload,
-           l.source, l.signed_at, l.received_at, l.recorded_at
-    FROM bunsync.event_log AS l
-    WHERE (l.tx_id, l.position) > (c.tx_id, c.position)
-      AND l.tx_id < pg_snapshot_xmin(pg_current_snapshot())
-    ORDER BY l.tx_id, l.position
-    LIMIT $2
-) AS e ON true
-ORDER BY e.tx_id, e.position;
-
 -- name: checkpoint
 -- Projection $1's checkpoint (read after lock_writer, so it is the last writer's). Unqualified: the
 -- live checkpoint, or the rebuild's own one in the build schema.
