@@ -50,3 +50,6 @@ _.signature_valid  # app.sandbox.consumer: in GET /_sandbox/consumer/received
 # Fetcher.claim: one job at a time (the workers claim in groups with claim_many); the fetch tests drive
 # the workers' steps with it.
 claim
+# Fetcher.process: fetch and store one job, waiting for the store (the workers store in the background
+# instead); the fetch tests drive one job at a time with it.
+process
