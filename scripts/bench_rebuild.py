@@ -48,7 +48,9 @@ def sample():
         time.sleep(0.25)
 threading.Thread(target=sample, daemon=True).start()
 started = time.monotonic()
-asyncio.run(rebuild(sys.argv[1], [sys.argv[3]]))
+import uvloop  # as `bunsync rebuild` runs (app/commands.py)
+with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    runner.run(rebuild(sys.argv[1], [sys.argv[3]]))
 seconds = time.monotonic() - started
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 q = [s[1] for s in samples]
