@@ -82,32 +82,11 @@ END $$;
 CREATE TRIGGER bench_written AFTER INSERT OR UPDATE ON bunsync.order_item_status
     FOR EACH ROW EXECUTE FUNCTION public.bench_written();
 """
-# Per webhooked item: its webhook's recorded_at, its order's first Get Order answer's recorded_at
-# (logged), and when its row was first written, and first written from Get Order (bench_written).
-SERVER_SIDE = """
-WITH hooks AS (
-    SELECT (i ->> 'orderItemId')::bigint AS order_item_id, min(e.recorded_at) AS webhook
-    FROM bunsync.event_log AS e, jsonb_array_elements(e.payload::jsonb -> 'data' -> 'orderItems') AS i
-    WHERE e.type = 'webhook.order_status_changed.v1'
-    GROUP BY 1
-), observed AS (
-    SELECT stream, min(recorded_at) AS observed
-    FROM bunsync.event_log WHERE type = 'order.observed' GROUP BY stream
-), written AS (
-    SELECT order_item_id, min(at) AS first, min(at) FILTER (WHERE source = 'get_order') AS confirmed
-    FROM public.bench_written GROUP BY order_item_id
-)
-SELECT extract(epoch FROM w.first - h.webhook) * 1000 AS provisional_ms,
-       extract(epoch FROM w.confirmed - o.observed) * 1000 AS confirmed_ms
-FROM hooks AS h JOIN written AS w USING (order_item_id)
-JOIN bunsync.order_item_status AS s USING (order_item_id)
-LEFT JOIN observed AS o ON o.stream = 'order-' || s.order_id
-"""
-
-# Where the server-side time goes (track_commit_timestamp is on for this cluster): per item, the
-# webhook (or its order's first Get Order answer) logged -> its transaction committed (the ingest's or
-# the fetch's commit) -> the item's row written by the projector (bench_written) -> the projector's
-# transaction committed (the row visible to readers). Milliseconds; one row per item and path.
+# The server-side latencies and where their time goes (track_commit_timestamp is on for this cluster):
+# per item, the webhook (or its order's first Get Order answer) logged -> its transaction committed (the
+# ingest's or the fetch's commit) -> the item's row first written by the projector (from Get Order, for
+# the confirmed path; bench_written) -> the projector's transaction committed (the row visible to
+# readers). Milliseconds; one row per item and path.
 STAGES = """
 WITH hooks AS (
     SELECT DISTINCT ON (1) (i ->> 'orderItemId')::bigint AS order_item_id, e.recorded_at AS logged,
@@ -133,7 +112,8 @@ WITH hooks AS (
     FROM confirmed_written AS w JOIN bunsync.order_item_status AS s USING (order_item_id)
     JOIN observed AS o ON o.stream = 'order-' || s.order_id
 )
-SELECT path, extract(epoch FROM committed - logged) * 1000 AS commit_ms,
+SELECT path, extract(epoch FROM written - logged) * 1000 AS written_ms,
+       extract(epoch FROM committed - logged) * 1000 AS commit_ms,
        extract(epoch FROM written - committed) * 1000 AS pickup_ms,
        extract(epoch FROM visible - written) * 1000 AS projector_commit_ms,
        extract(epoch FROM visible - committed) * 1000 AS after_commit_ms,
@@ -231,14 +211,14 @@ async def measure(stack: benchload.Stack, rate: int, seconds: int) -> dict[str, 
     observed: dict[str, list[float]] = {}
     for r in await conn.fetch(OBSERVED):
         observed.setdefault(r["stream"], []).append(r["recorded_at"].timestamp())
-    server = await conn.fetch(SERVER_SIDE)
-    split = stages(await conn.fetch(STAGES))
+    server = await conn.fetch(STAGES)
+    split = stages(server)
     waits = sorted(max(0.0, float(r["wait_ms"])) for r in await conn.fetch(FETCH_WAIT))
     pg = str(await conn.fetchval("SELECT version()")).split(",")[0]
     await conn.close()
-    written = sorted(max(0.0, float(r["provisional_ms"])) for r in server if r["provisional_ms"] is not None)
-    confirmed_written = sorted(
-        max(0.0, float(r["confirmed_ms"])) for r in server if r["confirmed_ms"] is not None
+    written, confirmed_written = (
+        sorted(max(0.0, float(r["written_ms"])) for r in server if r["path"] == path)
+        for path in ("provisional", "confirmed")
     )
     ok = [a for a in load.answers if a.status == 204]
     provisional = sorted(
