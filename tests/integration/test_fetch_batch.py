@@ -1,7 +1,8 @@
 """Fetch workers claiming and storing in groups: one query claims several due jobs, one call stores
 several answers; a crash after a group claim loses nothing, one unstorable answer in a group fails
-only itself (its job a dead letter with the reason) while the others are logged and completed, and a
-webhook's fetch wakes idle workers at once."""
+only itself (its job a dead letter with the reason) while the others are logged and completed, a
+store left to the background that finds the database away loses nothing, and a webhook's fetch wakes
+idle workers at once."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from datetime import UTC, datetime
 
 import asyncpg
 import msgspec
+import pytest
 
 from app import fetcher
 from app.bunjang.client import BunjangClient
 from app.fetcher import Answer, Fetcher, Job
 from app.privacy import personal_data
 from app.sandbox.server import RunningSandbox
+from app.store.db import StorageUnavailable
 from app.store.event_log import NewEvent
 from app.webhook import payloads
 from app.webhook.ingest import Ingestor, Outcome
@@ -50,6 +53,15 @@ async def _answer(client: BunjangClient, job: Job) -> Answer:
     return Answer(job, fetcher.observed_event(job.order_id, cut.facts_json), cut.personal_json)
 
 
+async def _claimed_answers(
+    pool: asyncpg.Pool, sandbox: RunningSandbox, client: BunjangClient, f: Fetcher, n: int
+) -> tuple[list[int], list[Job], list[Answer]]:
+    """``n`` new orders enqueued, claimed by ``f`` in one group (by order id) and fetched, not stored."""
+    orders = await _enqueued(pool, sandbox, n)
+    jobs = sorted(await f.claim_many(n), key=lambda j: j.order_id)
+    return orders, jobs, [await _answer(client, j) for j in jobs]
+
+
 async def test_one_claim_takes_several_due_jobs_and_a_crash_after_it_loses_nothing(
     pool: asyncpg.Pool, admin: asyncpg.Connection, sandbox: RunningSandbox, client: BunjangClient
 ) -> None:
@@ -75,11 +87,9 @@ async def test_one_claim_takes_several_due_jobs_and_a_crash_after_it_loses_nothi
 async def test_an_unstorable_answer_in_a_group_fails_only_itself(
     pool: asyncpg.Pool, admin: asyncpg.Connection, sandbox: RunningSandbox, client: BunjangClient
 ) -> None:
-    orders = await _enqueued(pool, sandbox, 3)
     f = _fetcher(pool, client)
-    jobs = sorted(await f.claim_many(3), key=lambda j: j.order_id)
+    orders, jobs, answers = await _claimed_answers(pool, sandbox, client, f, 3)
     assert [j.order_id for j in jobs] == sorted(orders)
-    answers = [await _answer(client, j) for j in jobs]
     bad = answers[1]
     answers[1] = Answer(
         bad.job, msgspec.structs.replace(bad.event, payload_json=_UNSTORABLE), bad.personal_json
@@ -100,10 +110,8 @@ async def test_an_unstorable_answer_in_a_group_fails_only_itself(
 async def test_in_a_group_a_job_changed_during_its_fetch_stays_due_and_the_others_complete(
     pool: asyncpg.Pool, admin: asyncpg.Connection, sandbox: RunningSandbox, client: BunjangClient
 ) -> None:
-    orders = await _enqueued(pool, sandbox, 3)
     f = _fetcher(pool, client)
-    jobs = sorted(await f.claim_many(3), key=lambda j: j.order_id)
-    answers = [await _answer(client, j) for j in jobs]
+    orders, jobs, answers = await _claimed_answers(pool, sandbox, client, f, 3)
     changed = jobs[1].order_id
     async with pool.acquire() as conn:
         await fetcher.enqueue(conn, [changed])  # a newer change arrives while its fetch is in flight
@@ -145,6 +153,41 @@ async def test_workers_sharing_groups_log_the_good_answers_and_dead_letter_the_b
     dead = await admin.fetch("SELECT order_id, dead_reason FROM bunsync.fetch_queue")
     assert [r["order_id"] for r in dead] == [refused]
     assert "cannot be stored" in dead[0]["dead_reason"] and "SQLSTATE" in dead[0]["dead_reason"]
+
+
+async def test_a_background_store_that_finds_the_database_away_loses_nothing(
+    pool: asyncpg.Pool,
+    admin: asyncpg.Connection,
+    sandbox: RunningSandbox,
+    client: BunjangClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Workers store in the background while they fetch the next order; a store that fails because the
+    # database is away must leave its job leased, to be fetched and stored again once the lease expires.
+    orders = await _enqueued(pool, sandbox, 4)
+    real_store = Fetcher.store_answers
+    failed: list[int] = []
+
+    async def away_once(self: Fetcher, answers: list[Answer]) -> list[str | None]:
+        if orders[0] not in failed and any(a.job.order_id == orders[0] for a in answers):
+            failed.append(orders[0])
+            raise StorageUnavailable("the database went away (simulated)")
+        return await real_store(self, answers)
+
+    monkeypatch.setattr(Fetcher, "store_answers", away_once)
+    stop = asyncio.Event()
+    workers = asyncio.create_task(_fetcher(pool, client, lease_s=0.5, idle_poll_s=0.05).run(stop))
+    try:
+
+        async def all_stored() -> bool:
+            return await _observed(admin) == {f"order-{o}": 1 for o in orders}
+
+        await eventually(all_stored, 15.0)
+    finally:
+        stop.set()
+        await workers
+    assert failed == [orders[0]]
+    assert await admin.fetchval("SELECT count(*) FROM bunsync.fetch_queue") == 0
 
 
 async def test_a_webhook_wakes_idle_workers_at_once_not_at_their_next_poll(
