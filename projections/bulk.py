@@ -2,11 +2,13 @@
 
 Folding a million events through Python one batch at a time costs round trips and decoding; the
 current status of an item, and its history, are functions of the set of its observations, which one
-SQL statement computes at the speed of a sort. The projections with a bulk phase, ``order_item_status``
-and ``order_item_history``, are described by data (:data:`PHASES`: the ``bulk_build`` statement, the
-build table, its columns); both statements read the log through one definition,
-``pg_temp.bunsync_observations`` (``bulk_functions`` in ``order_item_status.sql``), which PostgreSQL
-inlines into each. So a rebuild of either first:
+SQL statement computes at the speed of a sort; and an order's row in ``orders`` is a function of one
+event (its newest observation by position). The projections with a bulk phase, ``order_item_status``,
+``order_item_history`` and ``orders``, are described by data (:data:`PHASES`: the ``bulk_build``
+statement, the build table, its columns, what a folded line leaves to Python); the two item statements
+read the log through one definition, ``pg_temp.bunsync_observations`` (``bulk_functions`` in
+``order_item_status.sql``, whose field checks ``orders`` shares), which PostgreSQL inlines into each.
+So a rebuild of any of them first:
 
 1. takes the bound, the snapshot's xmin, once. Every event with ``tx_id`` below it has committed and
    no other will ever appear there, so the bulk phase reads exactly the events the commit-safe reader
@@ -21,10 +23,11 @@ inlines into each. So a rebuild of either first:
 3. folds in Python, through the projection's own ``write`` (the rule in :mod:`projections.rules`),
    the items the SQL left out (for ``order_item_status``: transactions that committed out of position
    order, an unsigned webhook, an item twice in one event; for ``order_item_history``: webhooks of
-   one status signed both before and after its API time), and hands the events the SQL did not read
+   one status signed both before and after its API time; for ``orders``: the events with a field the
+   SQL does not vouch for, and erasures), and hands the events the SQL did not read
    to the Python decoder, which parks them with msgspec's message exactly as the live projector
-   does; then saves the checkpoint, in one transaction. An event the SQL did not read but Python can
-   makes the bulk phase step aside: the engine then rebuilds by batches, as without it.
+   does; then saves the checkpoint, in one transaction. An event an item statement did not read but
+   Python can makes the bulk phase step aside: the engine then rebuilds by batches, as without it.
 
 Items with a field the SQL does not vouch for, or a ``statusUpdatedAt`` outside the plausibility
 window of :func:`projections.rules.plausible_time`, are among those folded in Python: the Python rule
@@ -41,7 +44,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any, Literal
 
 import structlog
 
@@ -71,14 +74,22 @@ class Phase:
     """A projection's bulk phase, as data: the ``bulk_build`` statement of ``sql/queries/<queries>.sql``,
     and the build table its rows are copied to, in the order of ``columns``.
 
-    Every ``bulk_build`` reads the log through ``pg_temp.bunsync_observations`` (bulk_functions) and
-    returns lines ``folded, positions, columns...``: a folded line (first column ``t``) leaves its item
-    (the first of ``columns``; ``\\N``: the events not read) to Python, with the positions it lists.
+    Every ``bulk_build`` returns lines ``folded, positions, columns...``. What a folded line (first
+    column ``t``) leaves to Python depends on ``leaves``:
+
+    - ``"items"`` (the item projections, whose statements read the log through
+      ``pg_temp.bunsync_observations``): its item (the first of ``columns``; ``\\N``: the events not
+      read), whose observations in the events at the positions it lists are folded through the
+      projection restricted to the items left;
+    - ``"events"`` (``orders``, whose writes commute: the newest observation by position wins): the
+      events at the positions it lists, folded through the whole projection, which parks those it
+      cannot read.
     """
 
     queries: str
     table: str
     columns: tuple[str, ...]
+    leaves: Literal["items", "events"] = "items"
 
 
 #: The projections with a bulk phase, by name.
@@ -120,6 +131,27 @@ PHASES = {
             "recorded_at",
         ),
     ),
+    "orders": Phase(
+        queries="orders",
+        table="orders",
+        columns=(
+            "order_id",
+            "total_price",
+            "total_product_price",
+            "delivery_price",
+            "order_done_at",
+            "approved_at",
+            "seller_id",
+            "seller_shop_name",
+            "invoice_no",
+            "invoice_company_code",
+            "invoice_company_name",
+            "ship_done_at",
+            "last_position",
+            "synced_at",
+        ),
+        leaves="events",
+    ),
 }
 
 
@@ -157,9 +189,10 @@ class _Left:
         self.bad: set[int] = set()
 
 
-def has_phase(projection: Projection[Any]) -> TypeGuard[ItemProjection]:
+def has_phase(projection: Projection[Any]) -> bool:
     """Whether ``projection`` has a bulk phase (one of :data:`PHASES`)."""
-    return isinstance(projection, ItemProjection) and projection.name in PHASES
+    phase = PHASES.get(projection.name)
+    return phase is not None and (phase.leaves == "events" or isinstance(projection, ItemProjection))
 
 
 @db.operation
@@ -187,7 +220,7 @@ async def run(dsn: str, conn: Connection, projection: Projection[Any], schema: s
 
 
 @db.operation
-async def _check_fresh(conn: Connection, projection: ItemProjection, schema: str) -> None:
+async def _check_fresh(conn: Connection, projection: Projection[Any], schema: str) -> None:
     async with conn.transaction():
         await conn.execute(_P["use_schema"], schema)
         row = await conn.fetchrow(_P["checkpoint"], projection.name)
@@ -196,7 +229,7 @@ async def _check_fresh(conn: Connection, projection: ItemProjection, schema: str
 
 
 @db.operation
-async def _bulk(dsn: str, conn: Connection, projection: ItemProjection, schema: str) -> int:
+async def _bulk(dsn: str, conn: Connection, projection: Projection[Any], schema: str) -> int:
     phase, left = PHASES[projection.name], _Left()
     async with db.admin_connection(dsn) as reader:
         await reader.execute(_Q["bulk_functions"])  # committed at once: no xid kept
@@ -214,7 +247,7 @@ async def _bulk(dsn: str, conn: Connection, projection: ItemProjection, schema: 
     async with conn.transaction():
         await conn.execute(_P["use_schema"], schema)
         await conn.execute(_P["lock_writer"], schema, projection.name)
-        await _fold(conn, _Only(projection, left.items), left)
+        await _fold(conn, _folder(projection, phase, left), projection, left)
         if last is None or last["tx_text"] is None:
             return 0
         events = int(last["events"])
@@ -242,7 +275,8 @@ class _Rows:
         for line in data[:end].split(b"\n")[:-1]:
             folded, positions, row = line.split(b"\t", 2)
             if folded == b"t":
-                _leave(self.left, row.split(b"\t", 1)[0], positions)
+                item = row.split(b"\t", 1)[0] if self.phase.leaves == "items" else None
+                _leave(self.left, item, positions)
             else:
                 self.lines.append(row)
         if len(self.lines) >= WRITE_BATCH:
@@ -255,10 +289,13 @@ class _Rows:
         await _write(self.conn, self.schema, data, self.phase)
 
 
-def _leave(left: _Left, item: bytes, positions: bytes) -> None:
-    """A folded row: its item (``\\N``: the events the SQL did not read) and its positions."""
+def _leave(left: _Left, item: bytes | None, positions: bytes) -> None:
+    """A folded row: its item (``\\N``: the events the SQL did not read; None: an events phase, whose
+    events are folded whole) and its positions."""
     read = [] if positions == b"\\N" else [int(p) for p in positions.strip(b"{}").split(b",") if p]
     left.positions.update(read)
+    if item is None:
+        return
     if item == b"\\N":
         left.bad.update(read)
     else:
@@ -275,24 +312,34 @@ async def _write(conn: Connection, schema: str, data: bytes, phase: Phase) -> No
         )
 
 
-@db.operation
-async def _fold(conn: Connection, only: _Only, left: _Left) -> None:
-    """Fold the events ``bulk_build`` left to Python, in commit-safe order, through the projection.
+def _folder(projection: Projection[Any], phase: Phase, left: _Left) -> Projection[Any]:
+    """What folds the events left to Python: the item projection restricted to the items left, or
+    (an events phase) the projection itself."""
+    if phase.leaves == "events":
+        return projection
+    assert isinstance(projection, ItemProjection)  # has_phase: an items phase is an item projection's
+    return _Only(projection, left.items)
 
-    An event the SQL did not read must be one Python cannot read either (it is parked, as live
-    parks it); otherwise its items were written without it, and the bulk phase is abandoned.
+
+@db.operation
+async def _fold(conn: Connection, folder: Projection[Any], projection: Projection[Any], left: _Left) -> None:
+    """Fold the events ``bulk_build`` left to Python, in commit-safe order, through ``folder``.
+
+    An event the SQL did not read (items phases) must be one Python cannot read either (it is
+    parked, as live parks it); otherwise its items were written without it, and the bulk phase is
+    abandoned.
     """
     ordered = [int(r["position"]) for r in await conn.fetch(_Q["in_log_order"], sorted(left.positions))]
     for i in range(0, len(ordered), FOLD_BATCH):
         rows = await conn.fetch(_Q["events_at"], ordered[i : i + FOLD_BATCH])
         events = [event_log.recorded(r) for r in rows]
         for event in events:
-            if event.position in left.bad and _readable(only.inner, event):
+            if event.position in left.bad and _readable(projection, event):
                 raise _Unsure(event.position)
-        await park(conn, only, await apply_events(conn, only, events))
+        await park(conn, folder, await apply_events(conn, folder, events))
 
 
-def _readable(projection: ItemProjection, event: RecordedEvent) -> bool:
+def _readable(projection: Projection[Any], event: RecordedEvent) -> bool:
     try:
         projection.decode(event)
     except Exception:  # unreadable is the expected answer: the event gets parked

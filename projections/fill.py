@@ -30,8 +30,8 @@ Only a fresh projection, so the path is provably the same as folding from the st
 behind but not fresh (back from an outage) goes on by batches, because replacing its tables would
 need the rebuild's owner-only swap (an operator may run ``bunsync rebuild``). ``item_changes`` (the
 change feed) is never filled: its feed and heads are shared with consumers holding cursors and are
-not its rebuilt ``tables``. ``order_item_status`` and ``order_item_history`` have a bulk phase; a
-projection without one (:func:`projections.bulk.has_phase`: ``orders`` today) is not even tried;
+not its rebuilt ``tables``. ``order_item_status``, ``order_item_history`` and ``orders`` have a bulk phase; a
+projection without one (:func:`projections.bulk.has_phase`) is not even tried;
 one whose bulk phase steps aside (``bulk.run`` returns 0) falls back too, as does any failure of the
 fill other than the database being away: the batch path is always correct, the fill only faster.
 """

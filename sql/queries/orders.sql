@@ -47,3 +47,111 @@ ON CONFLICT (order_id) DO UPDATE SET
 INSERT INTO order_anomalies (position, order_id, field, problem, recorded_at)
 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[])
 ON CONFLICT DO NOTHING;
+
+-- name: bulk_build
+-- The bulk phase of projection orders (projections/bulk.py), set-based: the row of every order
+-- observed by the events below transaction id $1 (xid8 as text; the caller's snapshot xmin, so all
+-- of them have committed). A SELECT in a read-only transaction, run as a COPY TO STDOUT; the caller
+-- writes the rows in short COPYs (see order_item_status.sql bulk_build for why).
+--
+-- The rule. projections/orders.py: an order's row holds the facts of its newest order.observed event
+-- by log position (upsert_orders refuses an older one, whatever order the events are applied in), the
+-- anomalies are those of every observation, and an erasure marks the row. So the row is a function of
+-- one event, and every write commutes with the others (except two erasures of one order: the first
+-- applied keeps its time; both are folded in Python, in commit-safe order).
+--
+-- What is left to Python ("folded", one line per event, with its position): every erasure event, and
+-- every order.observed event with a value these checks (bulk_functions in order_item_status.sql, the
+-- same as the item bulk phases) do not vouch for or a time outside rules.plausible_time's window.
+-- Python decodes it (projections/order_facts.py): it parks it, or upserts its facts (replacing a row
+-- written here only when its position is later) and records its anomalies. A "clean" event (every
+-- field the projection reads is absent, null, or vouched for) has no anomaly, and the SQL reads each
+-- of its fields to the value Python reads, so its row here is the row Python would write.
+-- Test: tests/integration/test_projection_bulk.py (random event sets: SQL == Python).
+WITH events AS (
+    SELECT e.position, e.recorded_at, e.type = 'order.observed' AS observed,
+           e.payload -> 'data' AS data, e.payload #> '{data,order}' AS o,
+           e.payload #> '{data,seller}' AS seller, e.payload #> '{data,delivery}' AS delivery,
+           e.payload #> '{data,delivery,invoice}' AS invoice
+    FROM bunsync.event_log AS e
+    WHERE e.tx_id < $1::text::xid8 AND e.type IN ('order.observed', 'order.personal_data_erased')
+    OFFSET 0
+),
+fields AS (
+    -- Each value read once (the time checks read the text more than once: see bunsync_rfc3339).
+    SELECT ev.*,
+           ev.o ->> 'orderDoneAt' AS done_text, ev.o ->> 'approvedAt' AS approved_text,
+           ev.delivery ->> 'shipDoneAt' AS ship_text
+    FROM events AS ev
+    OFFSET 0
+),
+checked AS (
+    -- CASE, not AND, in the checks: nothing is cast before it has been checked.
+    SELECT f.*,
+           coalesce(f.observed
+               AND jsonb_typeof(f.data) = 'object' AND jsonb_typeof(f.o) = 'object'
+               AND pg_temp.bunsync_int(f.o -> 'id', true)
+               AND pg_temp.bunsync_int(f.o -> 'totalPrice', false)
+               AND pg_temp.bunsync_int(f.o -> 'totalProductPrice', false)
+               AND pg_temp.bunsync_int(f.o -> 'deliveryPrice', false)
+               AND pg_temp.bunsync_time(f.o -> 'orderDoneAt', f.done_text)
+               AND pg_temp.bunsync_time(f.o -> 'approvedAt', f.approved_text)
+               AND pg_temp.bunsync_object(f.seller)
+               AND pg_temp.bunsync_int(f.seller -> 'id', false)
+               AND pg_temp.bunsync_text(f.seller -> 'shopName', false)
+               AND pg_temp.bunsync_object(f.delivery)
+               AND pg_temp.bunsync_object(f.invoice)
+               AND pg_temp.bunsync_text(f.invoice -> 'no', false)
+               AND pg_temp.bunsync_text(f.invoice -> 'companyCode', false)
+               AND pg_temp.bunsync_text(f.invoice -> 'companyName', false)
+               AND pg_temp.bunsync_time(f.delivery -> 'shipDoneAt', f.ship_text),
+               false) AS vouched
+    FROM fields AS f
+    OFFSET 0
+),
+read AS (
+    -- The values, cast only when vouched for.
+    SELECT c.position, c.recorded_at, c.vouched, c.o, c.seller, c.invoice,
+           CASE WHEN c.vouched THEN c.done_text::timestamptz END AS order_done_at,
+           CASE WHEN c.vouched THEN c.approved_text::timestamptz END AS approved_at,
+           CASE WHEN c.vouched THEN c.ship_text::timestamptz END AS ship_done_at
+    FROM checked AS c
+    OFFSET 0
+),
+judged AS (
+    -- rules.plausible_time: an implausible time is an anomaly, so the event is left to Python.
+    SELECT r.*,
+           r.vouched
+           AND (r.order_done_at IS NULL OR (r.order_done_at >= timestamptz '2000-01-01T00:00:00Z'
+                                            AND r.order_done_at <= r.recorded_at + interval '15 minutes'))
+           AND (r.approved_at IS NULL OR (r.approved_at >= timestamptz '2000-01-01T00:00:00Z'
+                                          AND r.approved_at <= r.recorded_at + interval '15 minutes'))
+           AND (r.ship_done_at IS NULL OR (r.ship_done_at >= timestamptz '2000-01-01T00:00:00Z'
+                                           AND r.ship_done_at <= r.recorded_at + interval '15 minutes'))
+               AS clean
+    FROM read AS r
+    OFFSET 0
+),
+newest AS (
+    SELECT DISTINCT ON ((j.o ->> 'id')::bigint)
+           (j.o ->> 'id')::bigint AS order_id, j.position, j.recorded_at, j.o, j.seller, j.invoice,
+           j.order_done_at, j.approved_at, j.ship_done_at
+    FROM judged AS j
+    WHERE j.clean
+    ORDER BY (j.o ->> 'id')::bigint, j.position DESC
+)
+SELECT false AS folded, NULL::bigint[] AS positions, n.order_id,
+       (n.o ->> 'totalPrice')::bigint AS total_price,
+       (n.o ->> 'totalProductPrice')::bigint AS total_product_price,
+       (n.o ->> 'deliveryPrice')::bigint AS delivery_price,
+       n.order_done_at, n.approved_at,
+       (n.seller ->> 'id')::bigint AS seller_id, n.seller ->> 'shopName' AS seller_shop_name,
+       n.invoice ->> 'no' AS invoice_no, n.invoice ->> 'companyCode' AS invoice_company_code,
+       n.invoice ->> 'companyName' AS invoice_company_name,
+       n.ship_done_at, n.position AS last_position, n.recorded_at AS synced_at
+FROM newest AS n
+UNION ALL
+SELECT true, ARRAY[j.position], NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL
+FROM judged AS j
+WHERE NOT j.clean;

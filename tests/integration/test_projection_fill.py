@@ -34,7 +34,10 @@ FEED = (
 ROWS = {
     "order_item_status": "SELECT count(*) FROM bunsync.order_item_status",
     "order_item_history": "SELECT count(*) FROM bunsync.order_item_history",
+    "orders": "SELECT count(*) FROM bunsync.orders",
 }
+#: The projections with a bulk phase, hence filled.
+FILLED = sorted(ROWS)
 
 
 @contextlib.asynccontextmanager
@@ -145,17 +148,18 @@ async def test_fresh_projection_is_filled_once_then_followed_event_by_event(
     # One attempt per projection that has a bulk phase (the standby made none; item_changes is never
     # filled; the others are not even tried), and each bulk phase read the log.
     fillable = [p for p in PROJECTIONS.values() if p.tables and bulk_module.has_phase(p)]
-    assert sorted(p.name for p in fillable) == ["order_item_history", "order_item_status"]
+    assert sorted(p.name for p in fillable) == FILLED
     assert len(spy.returned) == len(fillable)
     assert min(spy.returned) >= 400
     assert await admin.fetchval("SELECT count(*) FROM pg_class WHERE relpersistence = 't'") == 0
     assert await admin.fetchval("SELECT count(*) FROM bunsync.order_item_status") > 120
     assert await admin.fetchval("SELECT count(*) FROM bunsync.order_item_history") > 120
+    assert await admin.fetchval("SELECT count(*) FROM bunsync.orders") > 60
     await assert_as_if_folded_from_scratch(admin, database_url, monkeypatch)
 
 
 async def _filled(spy: BulkSpy) -> bool:
-    return {"order_item_status", "order_item_history"} <= set(spy.filled)
+    return set(FILLED) <= set(spy.filled)
 
 
 async def test_a_projector_killed_mid_fill_leaves_live_untouched_and_the_next_fills_again(
@@ -193,7 +197,7 @@ async def test_a_projector_killed_mid_fill_leaves_live_untouched_and_the_next_fi
         await eventually(lambda: caught_up(admin), deadline_s=20)
     assert seen == [(0, 0)]  # the live projection was untouched while the killed fill ran
     # The killed one never returned; the next did (and the other projection's fill, once).
-    assert sorted(spy.filled) == ["order_item_history", "order_item_status"]
+    assert sorted(spy.filled) == FILLED
     await assert_as_if_folded_from_scratch(admin, database_url, monkeypatch)
 
 
