@@ -174,7 +174,8 @@ async def _batch(
         if row is None:
             raise ProjectorDied(f"projection {projection.name} has no checkpoint in schema {schema}")
         checkpoint = Checkpoint(tx_id=int(row["tx_text"]), position=row["position"])
-        batch = await event_log.read_after(conn, checkpoint, batch_size)
+        # Every event moves the checkpoint; only the handled ones need their payload.
+        batch = await event_log.read_after(conn, checkpoint, batch_size, projection.handles)
         if not batch:
             return 0
         handled = [e for e in batch if e.type in projection.handles]

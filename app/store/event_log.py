@@ -6,6 +6,7 @@ The statements live in ``sql/queries/event_log.sql``; see ``read_after`` there f
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -127,13 +128,17 @@ async def record_conflicts(conn: Connection, events: list[NewEvent]) -> None:
 
 
 @db.operation
-async def read_after(conn: Connection, checkpoint: Checkpoint, limit: int) -> list[RecordedEvent]:
+async def read_after(
+    conn: Connection, checkpoint: Checkpoint, limit: int, payload_of: Collection[str] | None = None
+) -> list[RecordedEvent]:
     """Up to ``limit`` events after ``checkpoint``, in commit-safe order.
 
     Reading again from the last event's :attr:`RecordedEvent.checkpoint` never skips an event, however
-    late it commits, and never returns one twice.
+    late it commits, and never returns one twice. ``payload_of``: the types whose payload is read (the
+    others have ``payload_json`` None); None: every type's.
     """
-    rows = await conn.fetch(_Q["read_after"], str(checkpoint.tx_id), checkpoint.position, limit)
+    types = None if payload_of is None else sorted(payload_of)
+    rows = await conn.fetch(_Q["read_after"], str(checkpoint.tx_id), checkpoint.position, limit, types)
     return [recorded(r) for r in rows]
 
 

@@ -54,7 +54,11 @@ FROM unnest($1::text[], $2::text[], $3::bytea[], $4::timestamptz[], $5::timestam
 -- The price: one long-open transaction holds readers back (latency, never loss).
 -- (tx_id travels as text: asyncpg has no codec for xid8. The output column is named tx_text so that
 -- ORDER BY tx_id below sorts by the xid8 column, not by its text, where '999' > '1000'.)
-SELECT position, tx_id::text AS tx_text, stream, type, payload::text AS payload, source,
+-- $4 (text[]): the types whose payload is read (NULL: every type). A projector reads every event, to
+-- count it and move its checkpoint past it, but needs the payload only of the types it handles: the
+-- others come without it (not rendered as text, not sent; e.g. every webhook, for the change feed).
+SELECT position, tx_id::text AS tx_text, stream, type,
+       CASE WHEN $4::text[] IS NULL OR type = ANY ($4::text[]) THEN payload::text END AS payload, source,
        signed_at, received_at, recorded_at
 FROM bunsync.event_log
 WHERE (tx_id, position) > ($1::text::xid8, $2::bigint)

@@ -145,3 +145,22 @@ async def test_position_order_alone_would_skip(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         keys = [e.position for e in await event_log.read_after(conn, START, 10)]
     assert len(keys) == 2
+
+
+async def test_a_reader_gets_every_event_but_only_the_payloads_it_asks_for(pool: asyncpg.Pool) -> None:
+    """A projector reads every event (its checkpoint moves past all of them), with the payload of the
+    types it handles only."""
+    other = NewEvent(
+        stream="test", type="other.event", source="webhook", idempotency_key="o", payload_json="[2]"
+    )
+    async with pool.acquire() as conn:
+        await event_log.append(conn, [_event("a"), other, _event("b")])
+        every = await event_log.read_after(conn, START, 10)
+        some = await event_log.read_after(conn, START, 10, {"test.event"})
+    assert [e.payload_json for e in every] == ['{"n": 1}', "[2]", '{"n": 1}']
+    assert [(e.position, e.type, e.payload_json) for e in some] == [
+        (every[0].position, "test.event", '{"n": 1}'),
+        (every[1].position, "other.event", None),
+        (every[2].position, "test.event", '{"n": 1}'),
+    ]
+    assert some[-1].checkpoint == every[-1].checkpoint
