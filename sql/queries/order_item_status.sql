@@ -101,11 +101,13 @@ $$ SELECT CASE WHEN t LIKE '____-__-__T__:__:__%'
 CREATE OR REPLACE FUNCTION pg_temp.bunsync_time(j jsonb, t text) RETURNS boolean LANGUAGE sql IMMUTABLE AS
 $$ SELECT CASE jsonb_typeof(j) WHEN 'string' THEN pg_temp.bunsync_rfc3339(t)
                                WHEN 'null' THEN true ELSE j IS NULL END $$;
--- bunsync_observations(bound): what both bulk phases read from the log (bulk_build here and in
--- order_item_history.sql), defined once: one row per item observation of the events below
--- transaction id bound (xid8 as text): item, api (false: a webhook), status, ts (statusUpdatedAt, or
--- a webhook's signature time t), position, tx_id, recorded_at, product facts, order_id, source, and
--- unsure (left to Python, see below); and one row, item NULL, per event not read ("bad").
+-- bunsync_observations(bound): what the bulk phases read from the log (bulk_build here and in
+-- order_item_history.sql, and the change feed's fill, feed_fill.sql), defined once: one row per item
+-- observation of the events below transaction id bound (xid8 as text): item, api (false: a webhook),
+-- status, ts (statusUpdatedAt, or a webhook's signature time t), position, tx_id, recorded_at, product
+-- facts, order_id, source, unsure (left to Python, see below), and ord (the item's index in its
+-- event's array, from 1: the order the fold reads an event's items in); and one row, item NULL, per
+-- event not read ("bad").
 -- STABLE, not STRICT, a single SELECT: PostgreSQL inlines it into the statement that calls it in
 -- FROM (its plan is the one the levels had written out in the statement: sharing costs nothing).
 --
@@ -124,7 +126,7 @@ $$ SELECT CASE jsonb_typeof(j) WHEN 'string' THEN pg_temp.bunsync_rfc3339(t)
 CREATE OR REPLACE FUNCTION pg_temp.bunsync_observations(bound text)
 RETURNS TABLE (item bigint, api boolean, status text, ts timestamptz, "position" bigint, tx_id xid8,
                recorded_at timestamptz, pid bigint, product_name text, price bigint, order_id bigint,
-               source text, unsure boolean)
+               source text, unsure boolean, ord bigint)
 LANGUAGE sql STABLE AS $$
 WITH events AS (
     SELECT e.position, e.tx_id, e.recorded_at, e.signed_at, e.type, e.payload,
@@ -160,7 +162,7 @@ checked AS (
 items AS (
     -- One row per item (one row of NULLs for an event without items: a bad one must be seen).
     SELECT c.position, c.tx_id, c.recorded_at, c.signed_at, c.type, c.webhook, c.order_id, c.event_ok,
-           j.x IS NULL AS no_item, jsonb_typeof(j.x) AS item_type,
+           j.x IS NULL AS no_item, jsonb_typeof(j.x) AS item_type, j.ord,
            j.x ->> CASE WHEN c.webhook THEN 'orderStatus' ELSE 'status' END AS status,
            j.x -> CASE WHEN c.webhook THEN 'orderStatus' ELSE 'status' END AS status_json,
            j.x -> CASE WHEN c.webhook THEN 'orderItemId' ELSE 'id' END AS id,
@@ -172,7 +174,8 @@ items AS (
            CASE WHEN NOT c.webhook THEN j.x #> '{product,price}' END AS price
     FROM checked AS c
     LEFT JOIN LATERAL jsonb_array_elements(
-        CASE WHEN c.event_ok AND jsonb_typeof(c.items) = 'array' THEN c.items ELSE '[]' END) AS j(x) ON true
+        CASE WHEN c.event_ok AND jsonb_typeof(c.items) = 'array' THEN c.items ELSE '[]' END)
+        WITH ORDINALITY AS j(x, ord) ON true
     OFFSET 0
 ),
 items_checked AS (
@@ -221,7 +224,8 @@ obs AS MATERIALIZED (
                        WHEN 'order.observed' THEN 'get_order' ELSE 'list_orders' END AS source,
            NOT k.ok AS bad,
            -- Left to Python: a value not vouched for, or a time outside rules.plausible_time's window.
-           k.ok AND NOT k.webhook AND (NOT k.sure OR k.implausible) AS unsure
+           k.ok AND NOT k.webhook AND (NOT k.sure OR k.implausible) AS unsure,
+           k.ord
     FROM judged AS k
 ),
 -- Events not read: one bad item makes the whole event bad (usually none).
@@ -232,11 +236,11 @@ bad AS (
 -- item NULL, so that its position reaches the caller.
 kept AS (
     SELECT o.item, o.api, o.status, o.ts, o.position, o.tx_id, o.recorded_at, o.pid, o.product_name,
-           o.price, o.order_id, o.source, o.unsure
+           o.price, o.order_id, o.source, o.unsure, o.ord
     FROM obs AS o
     WHERE o.status IS NOT NULL AND o.position NOT IN (SELECT b.position FROM bad AS b)
     UNION ALL
-    SELECT NULL, false, NULL, NULL, b.position, NULL, NULL, NULL, NULL, NULL, NULL, NULL, false
+    SELECT NULL, false, NULL, NULL, b.position, NULL, NULL, NULL, NULL, NULL, NULL, NULL, false, NULL
     FROM bad AS b
 )
 SELECT * FROM kept $$;
