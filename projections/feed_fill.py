@@ -14,8 +14,9 @@ when its projector becomes active with the log far ahead, on a connection of its
 2. on a second connection, in a read-only transaction (no transaction id: commit-safe readers are not
    held back), takes the bound (the snapshot's xmin, ``bulk_bound``) and runs ``feed_build``
    (``sql/queries/feed_fill.sql``: the rule of :func:`projections.item_changes.advance` in its set
-   form, over ``pg_temp.bunsync_observations``, shared with the bulk phases) as a ``COPY ... TO
-   STDOUT``; its lines pass, undecoded, to the temporary tables in short COPYs;
+   form, over ``pg_temp.bunsync_observations``, shared with the bulk phases, without the webhooks,
+   which the feed does not handle) as a ``COPY ... TO STDOUT``; its lines pass, undecoded, to the
+   temporary tables in short COPYs;
 3. folds in Python what the SQL left out, in commit-safe order: the items with an observation the SQL
    does not vouch for (through :func:`projections.item_changes.advance`, each change keyed like the
    SQL's by (tx_id, position, the item's index in the event)), and the events the SQL did not read:

@@ -56,7 +56,8 @@ END $$;
 -- the caller's snapshot xmin): a SELECT run read-only as a COPY TO STDOUT (projections/feed_fill.py),
 -- one line per change ('c'), per head ('h'), per observation of an item left to Python ('l') and per
 -- event not read ('b'), in the column order of pg_temp.bunsync_feed_rows. It reads the log through
--- pg_temp.bunsync_observations (bulk_functions in order_item_status.sql), like the bulk phases.
+-- pg_temp.bunsync_observations (bulk_functions in order_item_status.sql), like the bulk phases, without
+-- the webhooks (item_changes does not handle them, so does not even park an unreadable one).
 --
 -- The rule. projections/item_changes.py (advance), folded in commit-safe order (tx_id, position, the
 -- item's index in the event's array), is a function of each item's sequence of API observations with
@@ -71,8 +72,7 @@ END $$;
 WITH o AS (
     SELECT b.item, b.status, b.ts, b.position, b.tx_id, b.ord, b.order_id, b.source, b.recorded_at,
            b.unsure
-    FROM pg_temp.bunsync_observations($1) AS b
-    WHERE b.api OR b.item IS NULL
+    FROM pg_temp.bunsync_observations($1, false) AS b
 ),
 -- One sort (item, tx_id, position, ord) serves both windows: before, the latest time of the earlier
 -- observations; folded, whether any of the item's observations is unsure.

@@ -107,7 +107,8 @@ $$ SELECT CASE jsonb_typeof(j) WHEN 'string' THEN pg_temp.bunsync_rfc3339(t)
 -- status, ts (statusUpdatedAt, or a webhook's signature time t), position, tx_id, recorded_at, product
 -- facts, order_id, source, unsure (left to Python, see below), and ord (the item's index in its
 -- event's array, from 1: the order the fold reads an event's items in); and one row, item NULL, per
--- event not read ("bad").
+-- event not read ("bad"). webhooks: false leaves the webhook events out altogether (the change feed
+-- reads only API observations).
 -- STABLE, not STRICT, a single SELECT: PostgreSQL inlines it into the statement that calls it in
 -- FROM (its plan is the one the levels had written out in the statement: sharing costs nothing).
 --
@@ -123,7 +124,7 @@ $$ SELECT CASE jsonb_typeof(j) WHEN 'string' THEN pg_temp.bunsync_rfc3339(t)
 --
 -- Each level below is evaluated once per row (OFFSET 0 keeps the planner from copying a level's
 -- expressions into every use of its columns).
-CREATE OR REPLACE FUNCTION pg_temp.bunsync_observations(bound text)
+CREATE OR REPLACE FUNCTION pg_temp.bunsync_observations(bound text, webhooks boolean DEFAULT true)
 RETURNS TABLE (item bigint, api boolean, status text, ts timestamptz, "position" bigint, tx_id xid8,
                recorded_at timestamptz, pid bigint, product_name text, price bigint, order_id bigint,
                source text, unsure boolean, ord bigint)
@@ -140,6 +141,8 @@ WITH events AS (
     FROM bunsync.event_log AS e
     WHERE e.tx_id < bound::xid8
       AND e.type IN ('webhook.order_status_changed.v1', 'order.observed', 'order.listed')
+      -- A constant once inlined: the feed's fill (webhooks false) does not even read the webhooks.
+      AND (webhooks OR e.type <> 'webhook.order_status_changed.v1')
     OFFSET 0
 ),
 checked AS (
