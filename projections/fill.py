@@ -29,9 +29,11 @@ its session, and the next active projector starts afresh.
 Only a fresh projection, so the path is provably the same as folding from the start: a projection
 behind but not fresh (back from an outage) goes on by batches, because replacing its tables would
 need the rebuild's owner-only swap (an operator may run ``bunsync rebuild``). ``item_changes`` (the
-change feed) is never filled: its feed and heads are shared with consumers holding cursors and are
-not its rebuilt ``tables``. ``order_item_status``, ``order_item_history`` and ``orders`` have a bulk phase; a
-projection without one (:func:`projections.bulk.has_phase`) is not even tried;
+change feed) has no rebuilt ``tables`` (its feed and heads are shared with consumers holding cursors):
+it is filled by :mod:`projections.feed_fill`, only when entirely fresh (no feed row, no head, no
+parked event either), with the same locks, fallback and hand-over as here.
+``order_item_status``, ``order_item_history`` and ``orders`` have a bulk phase; a projection without
+one (:func:`projections.bulk.has_phase`) is not even tried;
 one whose bulk phase steps aside (``bulk.run`` returns 0) falls back too, as does any failure of the
 fill other than the database being away: the batch path is always correct, the fill only faster.
 """
@@ -45,7 +47,7 @@ import structlog
 
 from app.store import db
 from app.store.sqlfiles import queries
-from projections import bulk
+from projections import bulk, feed_fill
 from projections.base import Projection
 from projections.engine import LIVE_SCHEMA
 
@@ -56,8 +58,10 @@ _P = queries("projections")
 
 async def should_fill(pool: asyncpg.Pool, projection: Projection[Any], min_events: int) -> bool:
     """Whether ``projection`` is fresh and the log far enough ahead to try a fill (cheap: no count)."""
+    if feed_fill.is_feed(projection):
+        return await feed_fill.should_fill(pool, projection, min_events)
     if not projection.tables:
-        return False  # item_changes: its feed is not a rebuilt table (module docstring)
+        return False  # nothing it would fill
     if not bulk.has_phase(projection):
         return False  # nothing to fill with: no lock, no temporary tables, the batches do it all
     async with pool.acquire() as conn:
@@ -69,6 +73,8 @@ async def fill(dsn: str, projection: Projection[Any]) -> int:
     """Fill fresh ``projection`` set-based and move it live; return events applied (0: not done, the
     engine goes on by batches). Raises only when the database is away."""
     try:
+        if feed_fill.is_feed(projection):
+            return await feed_fill.fill(dsn, projection)
         return await _fill(dsn, projection)
     except Exception as exc:
         if db.is_unavailable(exc):

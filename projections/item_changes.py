@@ -22,6 +22,10 @@ live projector has not reached yet is applied by whichever of the two gets to it
 log in the same commit-safe order, every write holds the feed writer lock (``lock_feed``) and reads
 the heads after taking it, so the second one finds the head already moved and emits nothing. So each
 change is emitted exactly once, and the swap (which moves only the checkpoint) loses none.
+
+A feed that is entirely fresh (checkpoint at the start, no row, no head, no parked event) while the
+log is far ahead is filled set-based by its projector (:mod:`projections.feed_fill`): the same rule in
+its set form, the same rows in the same order; a feed with anything in it goes by batches.
 """
 
 from __future__ import annotations

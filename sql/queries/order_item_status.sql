@@ -101,11 +101,14 @@ $$ SELECT CASE WHEN t LIKE '____-__-__T__:__:__%'
 CREATE OR REPLACE FUNCTION pg_temp.bunsync_time(j jsonb, t text) RETURNS boolean LANGUAGE sql IMMUTABLE AS
 $$ SELECT CASE jsonb_typeof(j) WHEN 'string' THEN pg_temp.bunsync_rfc3339(t)
                                WHEN 'null' THEN true ELSE j IS NULL END $$;
--- bunsync_observations(bound): what both bulk phases read from the log (bulk_build here and in
--- order_item_history.sql), defined once: one row per item observation of the events below
--- transaction id bound (xid8 as text): item, api (false: a webhook), status, ts (statusUpdatedAt, or
--- a webhook's signature time t), position, tx_id, recorded_at, product facts, order_id, source, and
--- unsure (left to Python, see below); and one row, item NULL, per event not read ("bad").
+-- bunsync_observations(bound): what the bulk phases read from the log (bulk_build here and in
+-- order_item_history.sql, and the change feed's fill, feed_fill.sql), defined once: one row per item
+-- observation of the events below transaction id bound (xid8 as text): item, api (false: a webhook),
+-- status, ts (statusUpdatedAt, or a webhook's signature time t), position, tx_id, recorded_at, product
+-- facts, order_id, source, unsure (left to Python, see below), and ord (the item's index in its
+-- event's array, from 1: the order the fold reads an event's items in); and one row, item NULL, per
+-- event not read ("bad"). webhooks: false leaves the webhook events out altogether (the change feed
+-- reads only API observations).
 -- STABLE, not STRICT, a single SELECT: PostgreSQL inlines it into the statement that calls it in
 -- FROM (its plan is the one the levels had written out in the statement: sharing costs nothing).
 --
@@ -121,10 +124,10 @@ $$ SELECT CASE jsonb_typeof(j) WHEN 'string' THEN pg_temp.bunsync_rfc3339(t)
 --
 -- Each level below is evaluated once per row (OFFSET 0 keeps the planner from copying a level's
 -- expressions into every use of its columns).
-CREATE OR REPLACE FUNCTION pg_temp.bunsync_observations(bound text)
+CREATE OR REPLACE FUNCTION pg_temp.bunsync_observations(bound text, webhooks boolean DEFAULT true)
 RETURNS TABLE (item bigint, api boolean, status text, ts timestamptz, "position" bigint, tx_id xid8,
                recorded_at timestamptz, pid bigint, product_name text, price bigint, order_id bigint,
-               source text, unsure boolean)
+               source text, unsure boolean, ord bigint)
 LANGUAGE sql STABLE AS $$
 WITH events AS (
     SELECT e.position, e.tx_id, e.recorded_at, e.signed_at, e.type, e.payload,
@@ -138,6 +141,8 @@ WITH events AS (
     FROM bunsync.event_log AS e
     WHERE e.tx_id < bound::xid8
       AND e.type IN ('webhook.order_status_changed.v1', 'order.observed', 'order.listed')
+      -- A constant once inlined: the feed's fill (webhooks false) does not even read the webhooks.
+      AND (webhooks OR e.type <> 'webhook.order_status_changed.v1')
     OFFSET 0
 ),
 checked AS (
@@ -160,7 +165,7 @@ checked AS (
 items AS (
     -- One row per item (one row of NULLs for an event without items: a bad one must be seen).
     SELECT c.position, c.tx_id, c.recorded_at, c.signed_at, c.type, c.webhook, c.order_id, c.event_ok,
-           j.x IS NULL AS no_item, jsonb_typeof(j.x) AS item_type,
+           j.x IS NULL AS no_item, jsonb_typeof(j.x) AS item_type, j.ord,
            j.x ->> CASE WHEN c.webhook THEN 'orderStatus' ELSE 'status' END AS status,
            j.x -> CASE WHEN c.webhook THEN 'orderStatus' ELSE 'status' END AS status_json,
            j.x -> CASE WHEN c.webhook THEN 'orderItemId' ELSE 'id' END AS id,
@@ -172,7 +177,8 @@ items AS (
            CASE WHEN NOT c.webhook THEN j.x #> '{product,price}' END AS price
     FROM checked AS c
     LEFT JOIN LATERAL jsonb_array_elements(
-        CASE WHEN c.event_ok AND jsonb_typeof(c.items) = 'array' THEN c.items ELSE '[]' END) AS j(x) ON true
+        CASE WHEN c.event_ok AND jsonb_typeof(c.items) = 'array' THEN c.items ELSE '[]' END)
+        WITH ORDINALITY AS j(x, ord) ON true
     OFFSET 0
 ),
 items_checked AS (
@@ -221,7 +227,8 @@ obs AS MATERIALIZED (
                        WHEN 'order.observed' THEN 'get_order' ELSE 'list_orders' END AS source,
            NOT k.ok AS bad,
            -- Left to Python: a value not vouched for, or a time outside rules.plausible_time's window.
-           k.ok AND NOT k.webhook AND (NOT k.sure OR k.implausible) AS unsure
+           k.ok AND NOT k.webhook AND (NOT k.sure OR k.implausible) AS unsure,
+           k.ord
     FROM judged AS k
 ),
 -- Events not read: one bad item makes the whole event bad (usually none).
@@ -232,11 +239,11 @@ bad AS (
 -- item NULL, so that its position reaches the caller.
 kept AS (
     SELECT o.item, o.api, o.status, o.ts, o.position, o.tx_id, o.recorded_at, o.pid, o.product_name,
-           o.price, o.order_id, o.source, o.unsure
+           o.price, o.order_id, o.source, o.unsure, o.ord
     FROM obs AS o
     WHERE o.status IS NOT NULL AND o.position NOT IN (SELECT b.position FROM bad AS b)
     UNION ALL
-    SELECT NULL, false, NULL, NULL, b.position, NULL, NULL, NULL, NULL, NULL, NULL, NULL, false
+    SELECT NULL, false, NULL, NULL, b.position, NULL, NULL, NULL, NULL, NULL, NULL, NULL, false, NULL
     FROM bad AS b
 )
 SELECT * FROM kept $$;

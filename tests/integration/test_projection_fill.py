@@ -145,8 +145,9 @@ async def test_fresh_projection_is_filled_once_then_followed_event_by_event(
             await eventually(lambda: caught_up(admin), deadline_s=20)
     finally:
         await pool.release(late)
-    # One attempt per projection that has a bulk phase (the standby made none; item_changes is never
-    # filled; the others are not even tried), and each bulk phase read the log.
+    # One attempt per projection that has a bulk phase (the standby made none; item_changes is filled
+    # by projections/feed_fill.py, not by a bulk phase; the others are not even tried), and each bulk
+    # phase read the log.
     fillable = [p for p in PROJECTIONS.values() if p.tables and bulk_module.has_phase(p)]
     assert sorted(p.name for p in fillable) == FILLED
     assert len(spy.returned) == len(fillable)
