@@ -394,7 +394,8 @@ def parse_catchup(report: Report, run_: Run) -> None:
     report.add(
         "catch-up",
         f"live projectors from checkpoint 0, {len(f['projections'])} projections, {f['events']:,} events",
-        f"{f['rate']:,.0f} events/s ({f['seconds']:.1f} s), peak RSS {f['peak_mb']} MB",
+        f"{f['rate']:,.0f} events/s ({f['seconds']:.1f} s), peak RSS {f['peak_mb']} MB; at the head after "
+        + ", ".join(f"{name} {s:.1f} s" for name, s in f.get("at_head_s", {}).items()),
         f"SQL DISTINCT ON: {f['ceiling_rate']:,.0f} events/s",
         f"{f['ratio']:.2f}",
         ">= 0.5",
