@@ -54,6 +54,7 @@ from app.store.event_log import RecordedEvent
 from app.store.sqlfiles import queries
 from projections.base import ItemProjection, Projection
 from projections.engine import apply_events, park
+from projections.orders import FACT_COLUMNS
 from projections.rules import Observation
 
 log = structlog.get_logger(__name__)
@@ -134,22 +135,7 @@ PHASES = {
     "orders": Phase(
         queries="orders",
         table="orders",
-        columns=(
-            "order_id",
-            "total_price",
-            "total_product_price",
-            "delivery_price",
-            "order_done_at",
-            "approved_at",
-            "seller_id",
-            "seller_shop_name",
-            "invoice_no",
-            "invoice_company_code",
-            "invoice_company_name",
-            "ship_done_at",
-            "last_position",
-            "synced_at",
-        ),
+        columns=(*FACT_COLUMNS, "last_position", "synced_at"),
         leaves="events",
     ),
 }
@@ -248,10 +234,16 @@ async def _bulk(dsn: str, conn: Connection, projection: Projection[Any], schema:
         await conn.execute(_P["use_schema"], schema)
         await conn.execute(_P["lock_writer"], schema, projection.name)
         await _fold(conn, _folder(projection, phase, left), projection, left)
-        if last is None or last["tx_text"] is None:
-            return 0
-        events = int(last["events"])
-        await conn.execute(_P["save_checkpoint"], projection.name, last["tx_text"], last["position"], events)
+        return await save_checkpoint(conn, projection.name, last)
+
+
+async def save_checkpoint(conn: Connection, name: str, last: Any) -> int:
+    """Move the checkpoint of ``name`` (in the caller's transaction and schema) to the bulk phase's last
+    event (``bulk_checkpoint``'s row); return the events read (0, and nothing saved: none)."""
+    if last is None or last["tx_text"] is None:
+        return 0
+    events = int(last["events"])
+    await conn.execute(_P["save_checkpoint"], name, last["tx_text"], last["position"], events)
     return events
 
 

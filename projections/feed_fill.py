@@ -47,7 +47,7 @@ from app.store.event_log import RecordedEvent
 from app.store.sqlfiles import queries
 from projections import events
 from projections.base import Projection
-from projections.bulk import FOLD_BATCH, WORK_MEM, WRITE_BATCH
+from projections.bulk import FOLD_BATCH, WORK_MEM, WRITE_BATCH, save_checkpoint
 from projections.engine import LIVE_SCHEMA, park
 from projections.item_changes import Head, ItemChanges, advance
 
@@ -151,11 +151,7 @@ async def _build(dsn: str, conn: Connection, projection: ItemChanges, schema: st
     async with conn.transaction():
         await conn.execute(_P["use_schema"], schema)
         await _fold_left(conn, projection)
-        if last is None or last["tx_text"] is None:
-            return 0
-        read = int(last["events"])
-        await conn.execute(_P["save_checkpoint"], projection.name, last["tx_text"], last["position"], read)
-    return read
+        return await save_checkpoint(conn, projection.name, last)
 
 
 class _Lines:

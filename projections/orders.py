@@ -25,8 +25,9 @@ from projections.order_facts import OrderFacts
 _Q = queries("orders")
 
 Decoded = OrderFacts | PersonalDataErased
-#: The fact columns of upsert_orders ($1 to $12), in its order: attributes of OrderFacts.
-_COLUMNS = (
+#: The fact columns of upsert_orders ($1 to $12), in its order: attributes of OrderFacts (also the
+#: first columns of the bulk phase's rows, projections/bulk.py).
+FACT_COLUMNS = (
     "order_id",
     "total_price",
     "total_product_price",
@@ -78,7 +79,7 @@ class Orders(Projection[Decoded]):
             rows = list(newest.values())
             await conn.execute(
                 _Q["upsert_orders"],
-                *([getattr(f, column) for _, f in rows] for column in _COLUMNS),
+                *([getattr(f, column) for _, f in rows] for column in FACT_COLUMNS),
                 [e.position for e, _ in rows],
                 [e.recorded_at for e, _ in rows],
             )

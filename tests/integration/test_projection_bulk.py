@@ -203,6 +203,23 @@ async def status_snapshot(
     return [await table(admin, q) for q in SNAPSHOTS[projection]]
 
 
+async def rebuild_noting_what_python_folds(
+    monkeypatch: pytest.MonkeyPatch, database_url: str, projection: str
+) -> Any:
+    """Rebuild ``projection``; return what its bulk phase left to Python (``bulk._Left``: items,
+    positions)."""
+    real, seen = bulk_module._fold, []
+
+    async def spy(conn: asyncpg.Connection, folder: Any, projection: Any, left: Any) -> None:
+        seen.append(left)
+        await real(conn, folder, projection, left)
+
+    monkeypatch.setattr(bulk_module, "_fold", spy)
+    await rebuild(database_url, [projection])
+    assert len(seen) == 1, "one bulk phase, one fold"
+    return seen[0]
+
+
 @settings(
     max_examples=40,
     deadline=None,
@@ -343,17 +360,9 @@ async def test_history_bulk_phase_leaves_to_python_only_what_depends_on_the_orde
         )
     await project_all(pool)
     live = await status_snapshot(admin, "order_item_history")
-    folded: set[int] = set()
-    real = bulk_module._fold
-
-    async def spy(conn: asyncpg.Connection, folder: Any, projection: Any, left: Any) -> None:
-        folded.update(folder.items)
-        await real(conn, folder, projection, left)
-
-    monkeypatch.setattr(bulk_module, "_fold", spy)
-    await rebuild(database_url, ["order_item_history"])
+    left = await rebuild_noting_what_python_folds(monkeypatch, database_url, "order_item_history")
     assert await status_snapshot(admin, "order_item_history") == live
-    assert folded == {50}
+    assert left.items == {50}
     rows = await admin.fetch(
         "SELECT order_item_id, source, signed_at, status_updated_at FROM bunsync.order_item_history "
         "ORDER BY order_item_id, position"
@@ -394,16 +403,8 @@ async def test_orders_bulk_phase_reads_every_field_as_python_does(
     live = await status_snapshot(admin, "orders")
     assert live[3], "some fields were read as anomalies"
     assert live[2], "some events were parked"
-    folded: list[int] = []
-    real = bulk_module._fold
-
-    async def spy(conn: asyncpg.Connection, folder: Any, projection: Any, left: Any) -> None:
-        folded.extend(left.positions)
-        await real(conn, folder, projection, left)
-
-    monkeypatch.setattr(bulk_module, "_fold", spy)
-    await rebuild(database_url, ["orders"])
+    left = await rebuild_noting_what_python_folds(monkeypatch, database_url, "orders")
     assert await status_snapshot(admin, "orders") == live
     erasures = sum(1 for e in new if e.type == catalogue.PERSONAL_DATA_ERASED)
     # The clean observations were written by the SQL; at most the odd ones and the erasures by Python.
-    assert 0 < len(folded) <= odd_positions_expected + erasures
+    assert 0 < len(left.positions) <= odd_positions_expected + erasures
