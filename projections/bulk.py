@@ -309,7 +309,8 @@ def _folder(projection: Projection[Any], phase: Phase, left: _Left) -> Projectio
     (an events phase) the projection itself."""
     if phase.leaves == "events":
         return projection
-    assert isinstance(projection, ItemProjection)  # has_phase: an items phase is an item projection's
+    if not isinstance(projection, ItemProjection):  # has_phase never lets one through
+        raise TypeError(f"the items phase of {projection.name} needs an item projection")
     return _Only(projection, left.items)
 
 
