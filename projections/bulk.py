@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import structlog
 
@@ -217,24 +217,55 @@ async def _check_fresh(conn: Connection, projection: Projection[Any], schema: st
 @db.operation
 async def _bulk(dsn: str, conn: Connection, projection: Projection[Any], schema: str) -> int:
     phase, left = PHASES[projection.name], _Left()
-    async with db.admin_connection(dsn) as reader:
-        await reader.execute(_Q["bulk_functions"])  # committed at once: no xid kept
-        # Read-only: no transaction id, so no commit-safe reader waits for this one.
-        async with reader.transaction(readonly=True):
-            await reader.execute(_Q["bulk_settings"], WORK_MEM)
-            bound = str(await reader.fetchval(_Q["bulk_bound"]))
-            rows = _Rows(conn, schema, phase, left)
-            # COPY ... TO STDOUT: the rows stream as text, each passed on unparsed (COPY's text format
-            # round-trips every value exactly); asyncpg's COPY wraps the statement in parentheses.
-            build = queries(phase.queries)["bulk_build"].rstrip().rstrip(";")
-            await reader.copy_from_query(build, bound, output=rows.take)
-            await rows.flush()
-            last = await reader.fetchrow(_Q["bulk_checkpoint"], bound)
+    rows = _Rows(conn, schema, phase, left)
+    last = await copy_build(dsn, queries(phase.queries)["bulk_build"], rows)
     async with conn.transaction():
         await conn.execute(_P["use_schema"], schema)
         await conn.execute(_P["lock_writer"], schema, projection.name)
         await _fold(conn, _folder(projection, phase, left), projection, left)
         return await save_checkpoint(conn, projection.name, last)
+
+
+class Sink(Protocol):
+    """Where :func:`copy_build` streams a statement's COPY text: chunks, then one flush at the end."""
+
+    async def take(self, chunk: bytes) -> None: ...
+
+    async def flush(self) -> None: ...
+
+
+@db.operation
+async def copy_build(dsn: str, statement: str, sink: Sink) -> Any:
+    """Run ``statement`` (``$1``: the bound, xid8 as text) over the events below a fresh bound, the
+    snapshot's xmin, streaming its rows into ``sink``; return the bound's ``bulk_checkpoint`` row.
+
+    On a connection of its own, in a read-only transaction: no transaction id, so no commit-safe
+    reader waits for this one. As ``COPY ... TO STDOUT``: the rows stream as text, passed on unparsed
+    (COPY's text format round-trips every value exactly).
+    """
+    async with db.admin_connection(dsn) as reader:
+        await reader.execute(_Q["bulk_functions"])  # committed at once: no xid kept
+        async with reader.transaction(readonly=True):
+            await reader.execute(_Q["bulk_settings"], WORK_MEM)
+            bound = str(await reader.fetchval(_Q["bulk_bound"]))
+            # asyncpg's COPY wraps the statement in parentheses: no trailing semicolon.
+            await reader.copy_from_query(statement.rstrip().rstrip(";"), bound, output=sink.take)
+            await sink.flush()
+            return await reader.fetchrow(_Q["bulk_checkpoint"], bound)
+
+
+class CopyLines:
+    """The whole lines of a COPY text stream, whose chunks are not aligned on lines."""
+
+    def __init__(self) -> None:
+        self.partial = b""
+
+    def split(self, chunk: bytes) -> list[bytes]:
+        """The lines ``chunk`` completes (the rest is kept for the next chunk)."""
+        data = self.partial + chunk
+        end = data.rfind(b"\n") + 1
+        self.partial = data[end:]
+        return data[:end].split(b"\n")[:-1]
 
 
 async def save_checkpoint(conn: Connection, name: str, last: Any) -> int:
@@ -256,15 +287,12 @@ class _Rows:
 
     def __init__(self, conn: Connection, schema: str, phase: Phase, left: _Left) -> None:
         self.conn, self.schema, self.phase, self.left = conn, schema, phase, left
-        self.partial = b""
+        self.copy = CopyLines()
         self.lines: list[bytes] = []
 
     async def take(self, chunk: bytes) -> None:
         """One chunk of the COPY stream (not aligned on lines)."""
-        data = self.partial + chunk
-        end = data.rfind(b"\n") + 1
-        self.partial = data[end:]
-        for line in data[:end].split(b"\n")[:-1]:
+        for line in self.copy.split(chunk):
             folded, positions, row = line.split(b"\t", 2)
             if folded == b"t":
                 item = row.split(b"\t", 1)[0] if self.phase.leaves == "items" else None

@@ -47,7 +47,7 @@ from app.store.event_log import RecordedEvent
 from app.store.sqlfiles import queries
 from projections import events
 from projections.base import Projection
-from projections.bulk import FOLD_BATCH, WORK_MEM, WRITE_BATCH, save_checkpoint
+from projections.bulk import FOLD_BATCH, WRITE_BATCH, CopyLines, copy_build, save_checkpoint
 from projections.engine import LIVE_SCHEMA, park
 from projections.item_changes import Head, ItemChanges, advance
 
@@ -137,17 +137,7 @@ async def fill(dsn: str, projection: ItemChanges) -> int:
 @db.operation
 async def _build(dsn: str, conn: Connection, projection: ItemChanges, schema: str) -> int:
     """Steps 2 and 3 (module docstring) into the temporary tables; return the events read."""
-    async with db.service_connection(dsn) as reader:
-        await reader.execute(_Q["bulk_functions"])  # committed at once: no xid kept
-        async with reader.transaction(readonly=True):
-            await reader.execute(_Q["bulk_settings"], WORK_MEM)
-            bound = str(await reader.fetchval(_Q["bulk_bound"]))
-            lines = _Lines(conn, schema)
-            # asyncpg's COPY wraps the statement in parentheses: no trailing semicolon.
-            build = _FF["feed_build"].rstrip().rstrip(";")
-            await reader.copy_from_query(build, bound, output=lines.take)
-            await lines.flush()
-            last = await reader.fetchrow(_Q["bulk_checkpoint"], bound)
+    last = await copy_build(dsn, _FF["feed_build"], _Lines(conn, schema))
     async with conn.transaction():
         await conn.execute(_P["use_schema"], schema)
         await _fold_left(conn, projection)
@@ -161,16 +151,13 @@ class _Lines:
 
     def __init__(self, conn: Connection, schema: str) -> None:
         self.conn, self.schema = conn, schema
-        self.partial = b""
+        self.copy = CopyLines()
         self.rows: list[bytes] = []
         self.left: list[bytes] = []
 
     async def take(self, chunk: bytes) -> None:
         """One chunk of the COPY stream (not aligned on lines)."""
-        data = self.partial + chunk
-        end = data.rfind(b"\n") + 1
-        self.partial = data[end:]
-        for line in data[:end].split(b"\n")[:-1]:
+        for line in self.copy.split(chunk):
             # The kind is the first column: one letter.
             (self.rows if line[:1] in (b"c", b"h") else self.left).append(line)
         if len(self.rows) + len(self.left) >= WRITE_BATCH:

@@ -60,8 +60,6 @@ async def should_fill(pool: asyncpg.Pool, projection: Projection[Any], min_event
     """Whether ``projection`` is fresh and the log far enough ahead to try a fill (cheap: no count)."""
     if feed_fill.is_feed(projection):
         return await feed_fill.should_fill(pool, projection, min_events)
-    if not projection.tables:
-        return False  # nothing it would fill
     if not bulk.has_phase(projection):
         return False  # nothing to fill with: no lock, no temporary tables, the batches do it all
     async with pool.acquire() as conn:
