@@ -7,7 +7,9 @@ event (its newest observation by position). The projections with a bulk phase, `
 ``order_item_history`` and ``orders``, are described by data (:data:`PHASES`: the ``bulk_build``
 statement, the build table, its columns, what a folded line leaves to Python); the two item statements
 read the log through one definition, ``pg_temp.bunsync_observations`` (``bulk_functions`` in
-``order_item_status.sql``, whose field checks ``orders`` shares), which PostgreSQL inlines into each.
+``order_item_status.sql``), which PostgreSQL inlines into each. It reads an event with one item from
+the facts PostgreSQL extracted from its JSON when it was appended (``bunsync.event_log.facts``,
+migration 0014, whose field checks ``orders`` shares), any other from its JSON.
 So a rebuild of any of them first:
 
 1. takes the bound, the snapshot's xmin, once. Every event with ``tx_id`` below it has committed and

@@ -53,54 +53,14 @@ SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::t
 ON CONFLICT DO NOTHING;
 
 -- name: bulk_functions
--- Session-local (pg_temp) checks used by bulk_build, created in their own short transaction before
--- the read-only one that runs it. Each says whether a JSON value (NULL when absent) is one that the
--- msgspec types of projections/events.py accept AND that bulk_build reads to the same value; stricter
--- than msgspec on purpose (a refusal costs a Python decode, never a wrong row). CASE, not AND:
--- nothing is cast before it has been checked, so no payload can make the statement fail.
-CREATE OR REPLACE FUNCTION pg_temp.bunsync_int(j jsonb, required boolean) RETURNS boolean LANGUAGE sql IMMUTABLE AS
-$$ SELECT CASE jsonb_typeof(j) WHEN 'number' THEN scale(j::numeric) = 0 AND abs(j::numeric) < 1e18
-                               WHEN 'null' THEN NOT required ELSE j IS NULL AND NOT required END $$;
-CREATE OR REPLACE FUNCTION pg_temp.bunsync_text(j jsonb, required boolean) RETURNS boolean LANGUAGE sql IMMUTABLE AS
-$$ SELECT CASE jsonb_typeof(j) WHEN 'string' THEN length(j #>> '{}') <= 10000
-                               WHEN 'null' THEN NOT required ELSE j IS NULL AND NOT required END $$;
-CREATE OR REPLACE FUNCTION pg_temp.bunsync_object(j jsonb) RETURNS boolean LANGUAGE sql IMMUTABLE AS
-$$ SELECT CASE jsonb_typeof(j) WHEN 'object' THEN true WHEN 'null' THEN true ELSE j IS NULL END $$;
--- Plain RFC 3339 ('T', at most 6 fraction digits, offset under 14 h or none: read as UTC, as
--- events.utc does) on a real calendar date. No regex: PostgreSQL's regex engine cost ~4 us a time.
--- Each fixed field is looked up among its allowed values (digits and range in one hashed lookup of a
--- constant array: '00'..'23' for the hour...), the separators by one LIKE, and only the tail after the
--- seconds (fraction, offset) is mapped digit by digit to 0 and looked up among its 28 allowed shapes
--- (translate() over the whole string and an integer cast per field cost twice as much: ~5.5 us against
--- ~2.7 us). The few integer casts left read fields already known to be digits, so cannot fail. Inlined
--- into the statement when t is a column (it is read more than once: given an expression, PostgreSQL
--- would call it as a function, much slower).
-CREATE OR REPLACE FUNCTION pg_temp.bunsync_rfc3339(t text) RETURNS boolean LANGUAGE sql IMMUTABLE AS
-$$ SELECT CASE WHEN t LIKE '____-__-__T__:__:__%'
-                    AND substr(t, 1, 2) = ANY ('{00,01,02,03,04,05,06,07,08,09,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79,80,81,82,83,84,85,86,87,88,89,90,91,92,93,94,95,96,97,98,99}'::text[])
-                    AND substr(t, 3, 2) = ANY ('{00,01,02,03,04,05,06,07,08,09,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79,80,81,82,83,84,85,86,87,88,89,90,91,92,93,94,95,96,97,98,99}'::text[])
-                    AND substr(t, 6, 2) = ANY ('{01,02,03,04,05,06,07,08,09,10,11,12}'::text[])
-                    AND substr(t, 9, 2) = ANY ('{01,02,03,04,05,06,07,08,09,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31}'::text[])
-                    AND substr(t, 12, 2) = ANY ('{00,01,02,03,04,05,06,07,08,09,10,11,12,13,14,15,16,17,18,19,20,21,22,23}'::text[])
-                    AND substr(t, 15, 2) = ANY ('{00,01,02,03,04,05,06,07,08,09,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59}'::text[])
-                    AND substr(t, 18, 2) = ANY ('{00,01,02,03,04,05,06,07,08,09,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59}'::text[])
-                    AND translate(substr(t, 20), '123456789', '000000000') = ANY ('{"",Z,+00:00,-00:00,.0,.0Z,.0+00:00,.0-00:00,.00,.00Z,.00+00:00,.00-00:00,.000,.000Z,.000+00:00,.000-00:00,.0000,.0000Z,.0000+00:00,.0000-00:00,.00000,.00000Z,.00000+00:00,.00000-00:00,.000000,.000000Z,.000000+00:00,.000000-00:00}'::text[])
-               THEN substr(t, 1, 4) <> '0000'
-                   -- An offset is the last 6 characters ('+hh:mm'); no other shape has a sign there.
-                   AND (substr(t, length(t) - 5, 1) NOT IN ('+', '-')
-                        OR (substr(t, length(t) - 4, 2)::int <= 13 AND substr(t, length(t) - 1, 2)::int <= 59))
-                   AND CASE substr(t, 6, 2)
-                       WHEN '02' THEN substr(t, 9, 2)::int <= 28
-                                      OR (substr(t, 9, 2) = '29' AND substr(t, 1, 4)::int % 4 = 0
-                                          AND (substr(t, 1, 4)::int % 100 <> 0 OR substr(t, 1, 4)::int % 400 = 0))
-                       WHEN '04' THEN substr(t, 9, 2) <> '31' WHEN '06' THEN substr(t, 9, 2) <> '31'
-                       WHEN '09' THEN substr(t, 9, 2) <> '31' WHEN '11' THEN substr(t, 9, 2) <> '31'
-                       ELSE true END
-               ELSE false END $$;
--- j: the JSON value, t: its text (j ->> 0, computed by the caller as a column: see bunsync_rfc3339).
-CREATE OR REPLACE FUNCTION pg_temp.bunsync_time(j jsonb, t text) RETURNS boolean LANGUAGE sql IMMUTABLE AS
-$$ SELECT CASE jsonb_typeof(j) WHEN 'string' THEN pg_temp.bunsync_rfc3339(t)
-                               WHEN 'null' THEN true ELSE j IS NULL END $$;
+-- Session-local (pg_temp) definitions used by bulk_build, created in their own short transaction
+-- before the read-only one that runs it. The checks they call (bunsync.json_int, json_text,
+-- json_object, json_time, rfc3339) are in migration 0014, shared with the facts every event carries
+-- (bunsync.event_log.facts): each says whether a JSON value (NULL when absent) is one that the msgspec
+-- types of projections/events.py accept AND that bulk_build reads to the same value; stricter than
+-- msgspec on purpose (a refusal costs a Python decode, never a wrong row). CASE, not AND: nothing is
+-- cast before it has been checked, so no payload can make the statement fail.
+--
 -- bunsync_observations(bound): what the bulk phases read from the log (bulk_build here and in
 -- order_item_history.sql, and the change feed's fill, feed_fill.sql), defined once: one row per item
 -- observation of the events below transaction id bound (xid8 as text): item, api (false: a webhook),
@@ -112,7 +72,7 @@ $$ SELECT CASE jsonb_typeof(j) WHEN 'string' THEN pg_temp.bunsync_rfc3339(t)
 -- STABLE, not STRICT, a single SELECT: PostgreSQL inlines it into the statement that calls it in
 -- FROM (its plan is the one the levels had written out in the statement: sharing costs nothing).
 --
--- Reading. An event is read only if what it cannot exist without passes the bulk_functions checks
+-- Reading. An event is read only if what it cannot exist without passes the checks
 -- (the order id, items that are objects with an integer id and a text status; a webhook's pid). Any
 -- other event is "bad": Python parks it with its own message, as the live projector does (or, if
 -- Python reads it after all, the caller abandons the bulk phase). An API item's other fields
@@ -122,6 +82,12 @@ $$ SELECT CASE jsonb_typeof(j) WHEN 'string' THEN pg_temp.bunsync_rfc3339(t)
 -- projections/rules.py (plausible_time: from 2000-01-01 to the event's recorded_at + 15 minutes), is
 -- left to Python ("unsure", folded), which applies that rule and records the anomaly.
 --
+-- Two ways, one result. An event with facts (bunsync.event_log.facts, migration 0014: its one item,
+-- every field vouched for by the same checks when it was appended) is read from them, without its
+-- JSON ("fast" below: all but the plausibility window, which needs recorded_at, was decided then).
+-- Every other event is read from its JSON, level by level. Both give the same rows for an event with
+-- facts (tests/integration/test_item_facts.py reads every event both ways).
+--
 -- Each level below is evaluated once per row (OFFSET 0 keeps the planner from copying a level's
 -- expressions into every use of its columns).
 CREATE OR REPLACE FUNCTION pg_temp.bunsync_observations(bound text, webhooks boolean DEFAULT true)
@@ -129,7 +95,21 @@ RETURNS TABLE (item bigint, api boolean, status text, ts timestamptz, "position"
                recorded_at timestamptz, pid bigint, product_name text, price bigint, order_id bigint,
                source text, unsure boolean, ord bigint)
 LANGUAGE sql STABLE AS $$
-WITH events AS (
+WITH fast AS (
+    -- The events with facts: their item's row, with its time (API: checked, so the cast cannot fail).
+    SELECT e.position, e.tx_id, e.recorded_at, e.type, e.type = 'webhook.order_status_changed.v1' AS webhook,
+           (e.facts).item, (e.facts).status, e.signed_at, (e.facts).ts::timestamptz AS api_ts,
+           (e.facts).pid, (e.facts).product_name, (e.facts).price, (e.facts).order_id
+    FROM bunsync.event_log AS e
+    WHERE e.tx_id < bound::xid8
+      AND e.type IN ('webhook.order_status_changed.v1', 'order.observed', 'order.listed')
+      -- A constant once inlined: the feed's fill (webhooks false) does not even read the webhooks.
+      AND (webhooks OR e.type <> 'webhook.order_status_changed.v1')
+      AND (e.facts).item IS NOT NULL
+    OFFSET 0
+),
+events AS (
+    -- The other events (the same conditions, without facts): read from their JSON.
     SELECT e.position, e.tx_id, e.recorded_at, e.signed_at, e.type, e.payload,
            e.type = 'webhook.order_status_changed.v1' AS webhook,
            CASE e.type WHEN 'webhook.order_status_changed.v1' THEN e.payload #> '{data,orderItems}'
@@ -141,15 +121,15 @@ WITH events AS (
     FROM bunsync.event_log AS e
     WHERE e.tx_id < bound::xid8
       AND e.type IN ('webhook.order_status_changed.v1', 'order.observed', 'order.listed')
-      -- A constant once inlined: the feed's fill (webhooks false) does not even read the webhooks.
       AND (webhooks OR e.type <> 'webhook.order_status_changed.v1')
+      AND (e.facts).item IS NULL
     OFFSET 0
 ),
 checked AS (
     -- The event's own checks.
     SELECT ev.*,
            coalesce(jsonb_typeof(ev.payload) = 'object'
-               AND pg_temp.bunsync_int(ev.order_id, true)
+               AND bunsync.json_int(ev.order_id, true)
                AND CASE ev.type WHEN 'webhook.order_status_changed.v1'
                                 THEN jsonb_typeof(ev.payload -> 'data') = 'object'
                                      AND jsonb_typeof(ev.items) = 'array'
@@ -185,14 +165,14 @@ items_checked AS (
     -- The item's checks; ok: the event's and the item's passed (only then is anything cast).
     SELECT i.*,
            i.event_ok AND (i.no_item OR (
-               i.item_type = 'object' AND pg_temp.bunsync_int(i.id, true)
-               AND CASE WHEN i.webhook THEN pg_temp.bunsync_text(i.status_json, true)
-                                            AND pg_temp.bunsync_int(i.pid, false)
-                        ELSE pg_temp.bunsync_text(i.status_json, false) END)) AS ok,
+               i.item_type = 'object' AND bunsync.json_int(i.id, true)
+               AND CASE WHEN i.webhook THEN bunsync.json_text(i.status_json, true)
+                                            AND bunsync.json_int(i.pid, false)
+                        ELSE bunsync.json_text(i.status_json, false) END)) AS ok,
            -- An API item's other fields: only values these checks vouch for are read here.
-           i.webhook OR (pg_temp.bunsync_time(i.ts, i.ts_text) AND pg_temp.bunsync_object(i.product)
-                         AND pg_temp.bunsync_int(i.pid, false) AND pg_temp.bunsync_text(i.name, false)
-                         AND pg_temp.bunsync_int(i.price, false)) AS sure
+           i.webhook OR (bunsync.json_time(i.ts, i.ts_text) AND bunsync.json_object(i.product)
+                         AND bunsync.json_int(i.pid, false) AND bunsync.json_text(i.name, false)
+                         AND bunsync.json_int(i.price, false)) AS sure
     FROM items AS i
     OFFSET 0
 ),
@@ -245,6 +225,20 @@ kept AS (
     UNION ALL
     SELECT NULL, false, NULL, NULL, b.position, NULL, NULL, NULL, NULL, NULL, NULL, NULL, false, NULL
     FROM bad AS b
+    UNION ALL
+    -- The events with facts. Implausible (rules.plausible_time, as in judged above): the time is not
+    -- returned, and the item is left to Python.
+    SELECT f.item, NOT f.webhook, f.status, CASE WHEN f.webhook THEN f.signed_at WHEN p.implausible THEN NULL
+                                                 ELSE f.api_ts END,
+           f.position, f.tx_id, f.recorded_at, f.pid, f.product_name, f.price, f.order_id,
+           CASE f.type WHEN 'webhook.order_status_changed.v1' THEN 'webhook'
+                       WHEN 'order.observed' THEN 'get_order' ELSE 'list_orders' END,
+           p.implausible, 1
+    FROM fast AS f
+    CROSS JOIN LATERAL (
+        SELECT coalesce(NOT (f.api_ts >= timestamptz '2000-01-01T00:00:00Z'
+                             AND f.api_ts <= f.recorded_at + interval '15 minutes'), false) AS implausible
+    ) AS p
 )
 SELECT * FROM kept $$;
 

@@ -78,7 +78,7 @@ WITH events AS (
     OFFSET 0
 ),
 fields AS (
-    -- Each value read once (the time checks read the text more than once: see bunsync_rfc3339).
+    -- Each value read once (the time checks read the text more than once: see bunsync.rfc3339, migration 0014).
     SELECT ev.*,
            ev.o ->> 'orderDoneAt' AS done_text, ev.o ->> 'approvedAt' AS approved_text,
            ev.delivery ->> 'shipDoneAt' AS ship_text
@@ -90,21 +90,21 @@ checked AS (
     SELECT f.*,
            coalesce(f.observed
                AND jsonb_typeof(f.data) = 'object' AND jsonb_typeof(f.o) = 'object'
-               AND pg_temp.bunsync_int(f.o -> 'id', true)
-               AND pg_temp.bunsync_int(f.o -> 'totalPrice', false)
-               AND pg_temp.bunsync_int(f.o -> 'totalProductPrice', false)
-               AND pg_temp.bunsync_int(f.o -> 'deliveryPrice', false)
-               AND pg_temp.bunsync_time(f.o -> 'orderDoneAt', f.done_text)
-               AND pg_temp.bunsync_time(f.o -> 'approvedAt', f.approved_text)
-               AND pg_temp.bunsync_object(f.seller)
-               AND pg_temp.bunsync_int(f.seller -> 'id', false)
-               AND pg_temp.bunsync_text(f.seller -> 'shopName', false)
-               AND pg_temp.bunsync_object(f.delivery)
-               AND pg_temp.bunsync_object(f.invoice)
-               AND pg_temp.bunsync_text(f.invoice -> 'no', false)
-               AND pg_temp.bunsync_text(f.invoice -> 'companyCode', false)
-               AND pg_temp.bunsync_text(f.invoice -> 'companyName', false)
-               AND pg_temp.bunsync_time(f.delivery -> 'shipDoneAt', f.ship_text),
+               AND bunsync.json_int(f.o -> 'id', true)
+               AND bunsync.json_int(f.o -> 'totalPrice', false)
+               AND bunsync.json_int(f.o -> 'totalProductPrice', false)
+               AND bunsync.json_int(f.o -> 'deliveryPrice', false)
+               AND bunsync.json_time(f.o -> 'orderDoneAt', f.done_text)
+               AND bunsync.json_time(f.o -> 'approvedAt', f.approved_text)
+               AND bunsync.json_object(f.seller)
+               AND bunsync.json_int(f.seller -> 'id', false)
+               AND bunsync.json_text(f.seller -> 'shopName', false)
+               AND bunsync.json_object(f.delivery)
+               AND bunsync.json_object(f.invoice)
+               AND bunsync.json_text(f.invoice -> 'no', false)
+               AND bunsync.json_text(f.invoice -> 'companyCode', false)
+               AND bunsync.json_text(f.invoice -> 'companyName', false)
+               AND bunsync.json_time(f.delivery -> 'shipDoneAt', f.ship_text),
                false) AS vouched
     FROM fields AS f
     OFFSET 0
