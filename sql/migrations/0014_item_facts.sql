@@ -4,8 +4,10 @@
 -- projections/bulk.py, and the change feed's fill). Reading each item's fields out of the JSON and
 -- checking them cost ~12 s of a ~16 s statement per 1,000,000 events, and every projection paid it
 -- again (three times over in a catch-up). Read once, at append time, by whoever writes the event (the
--- webhook route, the fetchers, the reconciler, a COPY), and kept next to the event, they cost ~10 us of
--- PostgreSQL CPU per event and cost a rebuild ~0.5 s per 1,000,000 events.
+-- webhook route, the fetchers, the reconciler, a COPY), and kept next to the event, they cost a
+-- rebuild ~0.5 s per 1,000,000 events. At append time: ~30 us more per single-row INSERT
+-- (pgbench), within the noise of a webhook's ~200-250 us of PostgreSQL CPU under the ingest flood,
+-- where many webhooks share one INSERT (scripts/bench_ingest.py, alternated runs).
 --
 -- What is kept: bunsync.event_log.facts, a generated column (computed by PostgreSQL on every INSERT,
 -- COPY or UPDATE, never written by the service), holding the one item of an event that has exactly one
@@ -28,7 +30,7 @@
 -- Changing a check or the facts later needs a migration that recomputes the column (drop and add it
 -- again: a rewrite of the log), or the facts of old events would follow the old rules.
 --
--- The ALTER TABLE below rewrites the log (~30 s per 1,000,000 events on the benchmark machine) under
+-- The ALTER TABLE below rewrites the log (~21 s per 1,000,000 events on the benchmark machine) under
 -- an ACCESS EXCLUSIVE lock: webhooks wait, then are answered 503 past the pool's timeout and retried
 -- by Bunjang (see README, "Existing data").
 
@@ -83,14 +85,17 @@ CREATE TYPE bunsync.item_fact AS (
     item bigint, status text, ts text, pid bigint, product_name text, price bigint, order_id bigint
 );
 
--- The facts of an event of type t with payload p, or NULL (see above). Inlined by PostgreSQL into the
--- column's expression: every path below is looked up in the payload afresh (~0.3-0.7 us each), which
--- is the whole cost.
+-- The facts of an event of type t with payload p, or NULL (see above). PL/pgSQL, not SQL: an SQL
+-- function is inlined into the column's expression, and PostgreSQL 15 plans a generated column's
+-- expression again at every INSERT, which re-parses the body of every SQL function it inlines
+-- (measured: 2.5 ms a single-row INSERT, against 0.1 ms without the column). Here the expressions are
+-- planned once per session, and an INSERT initialises only the branch of its event's type. What is
+-- left is evaluating it: every path is looked up in the payload afresh (~0.3-0.7 us each).
 CREATE FUNCTION bunsync.item_fact(t text, p jsonb) RETURNS bunsync.item_fact
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-SELECT CASE t
-    WHEN 'webhook.order_status_changed.v1' THEN
-        CASE WHEN jsonb_typeof(p) = 'object' AND jsonb_typeof(p -> 'data') = 'object'
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    IF t = 'webhook.order_status_changed.v1' THEN
+        RETURN CASE WHEN jsonb_typeof(p) = 'object' AND jsonb_typeof(p -> 'data') = 'object'
                   AND bunsync.json_int(p #> '{data,orderId}', true)
                   AND jsonb_typeof(p #> '{data,orderItems}') = 'array'
                   AND (p #> '{data,orderItems,1}') IS NULL
@@ -98,15 +103,15 @@ SELECT CASE t
                   AND bunsync.json_int(p #> '{data,orderItems,0,orderItemId}', true)
                   AND bunsync.json_text(p #> '{data,orderItems,0,orderStatus}', true)
                   AND bunsync.json_int(p #> '{data,orderItems,0,pid}', false)
-             THEN ROW((p #>> '{data,orderItems,0,orderItemId}')::bigint,
-                      p #>> '{data,orderItems,0,orderStatus}',
-                      NULL,
-                      (p #>> '{data,orderItems,0,pid}')::bigint,
-                      NULL,
-                      NULL,
-                      (p #>> '{data,orderId}')::bigint)::bunsync.item_fact END
-    WHEN 'order.observed' THEN
-        CASE WHEN jsonb_typeof(p) = 'object' AND jsonb_typeof(p -> 'data') = 'object'
+               THEN ROW((p #>> '{data,orderItems,0,orderItemId}')::bigint,
+                        p #>> '{data,orderItems,0,orderStatus}',
+                        NULL,
+                        (p #>> '{data,orderItems,0,pid}')::bigint,
+                        NULL,
+                        NULL,
+                        (p #>> '{data,orderId}')::bigint)::bunsync.item_fact END;
+    ELSIF t = 'order.observed' THEN
+        RETURN CASE WHEN jsonb_typeof(p) = 'object' AND jsonb_typeof(p -> 'data') = 'object'
                   AND jsonb_typeof(p #> '{data,order}') = 'object'
                   AND bunsync.json_int(p #> '{data,order,id}', true)
                   AND jsonb_typeof(p #> '{data,order,orderItems}') = 'array'
@@ -122,15 +127,15 @@ SELECT CASE t
                   AND bunsync.json_int(p #> '{data,order,orderItems,0,product,id}', false)
                   AND bunsync.json_text(p #> '{data,order,orderItems,0,product,name}', false)
                   AND bunsync.json_int(p #> '{data,order,orderItems,0,product,price}', false)
-             THEN ROW((p #>> '{data,order,orderItems,0,id}')::bigint,
-                      p #>> '{data,order,orderItems,0,status}',
-                      p #>> '{data,order,orderItems,0,statusUpdatedAt}',
-                      (p #>> '{data,order,orderItems,0,product,id}')::bigint,
-                      p #>> '{data,order,orderItems,0,product,name}',
-                      (p #>> '{data,order,orderItems,0,product,price}')::bigint,
-                      (p #>> '{data,order,id}')::bigint)::bunsync.item_fact END
-    WHEN 'order.listed' THEN
-        CASE WHEN jsonb_typeof(p) = 'object'
+               THEN ROW((p #>> '{data,order,orderItems,0,id}')::bigint,
+                        p #>> '{data,order,orderItems,0,status}',
+                        p #>> '{data,order,orderItems,0,statusUpdatedAt}',
+                        (p #>> '{data,order,orderItems,0,product,id}')::bigint,
+                        p #>> '{data,order,orderItems,0,product,name}',
+                        (p #>> '{data,order,orderItems,0,product,price}')::bigint,
+                        (p #>> '{data,order,id}')::bigint)::bunsync.item_fact END;
+    ELSIF t = 'order.listed' THEN
+        RETURN CASE WHEN jsonb_typeof(p) = 'object'
                   AND bunsync.json_int(p -> 'id', true)
                   AND jsonb_typeof(p -> 'orderItems') = 'array'
                   AND (p #> '{orderItems,1}') IS NULL
@@ -143,13 +148,15 @@ SELECT CASE t
                   AND bunsync.json_int(p #> '{orderItems,0,product,id}', false)
                   AND bunsync.json_text(p #> '{orderItems,0,product,name}', false)
                   AND bunsync.json_int(p #> '{orderItems,0,product,price}', false)
-             THEN ROW((p #>> '{orderItems,0,id}')::bigint,
-                      p #>> '{orderItems,0,status}',
-                      p #>> '{orderItems,0,statusUpdatedAt}',
-                      (p #>> '{orderItems,0,product,id}')::bigint,
-                      p #>> '{orderItems,0,product,name}',
-                      (p #>> '{orderItems,0,product,price}')::bigint,
-                      (p ->> 'id')::bigint)::bunsync.item_fact END
+               THEN ROW((p #>> '{orderItems,0,id}')::bigint,
+                        p #>> '{orderItems,0,status}',
+                        p #>> '{orderItems,0,statusUpdatedAt}',
+                        (p #>> '{orderItems,0,product,id}')::bigint,
+                        p #>> '{orderItems,0,product,name}',
+                        (p #>> '{orderItems,0,product,price}')::bigint,
+                      (p ->> 'id')::bigint)::bunsync.item_fact END;
+    END IF;
+    RETURN NULL;
 END $$;
 
 ALTER TABLE bunsync.event_log
