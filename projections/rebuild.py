@@ -123,9 +123,9 @@ async def _swap(
                 caught_up = 0
                 while n := await process_batch(conn, projection, schema=schema, batch_size=batch_size):
                     caught_up += n
-                await _lock_for_swap(conn, tables)
+                views = await _lock_for_swap(conn, tables)
                 await conn.execute(_Q["swap"], projection.name, tables)
-                for view in sqlfiles.files("views"):
+                for view in _view_files(views):
                     await conn.execute(view.text)
                 await conn.execute(_Q["finish"], projection.name)
             count.advance(caught_up)
@@ -138,15 +138,25 @@ async def _swap(
     )
 
 
+def _view_files(views: list[str]) -> list[sqlfiles.SqlFile]:
+    """The files of the reporting views ``views`` (each ``sql/views/<view>.sql``): the views bound to
+    the swapped tables, which the swap must re-create (any other is left alone, and unlocked)."""
+    files = {f.name.removesuffix(".sql"): f for f in sqlfiles.files("views")}
+    missing = sorted(set(views) - set(files))
+    if missing:
+        raise RebuildError(f"reporting views without a file in sql/views: {missing}")
+    return [files[v] for v in sorted(views)]
+
+
 @db.operation
-async def _lock_for_swap(conn: asyncpg.Connection, tables: list[str]) -> None:
-    """Take the swap's locks all at once, retrying while readers hold them (never waiting inside)."""
+async def _lock_for_swap(conn: asyncpg.Connection, tables: list[str]) -> list[str]:
+    """Take the swap's locks all at once, retrying while readers hold them (never waiting inside);
+    return the reporting views bound to ``tables``."""
     deadline = time.monotonic() + SWAP_LOCK_WAIT_S
     while True:
         try:
             async with conn.transaction():  # a savepoint: a failed attempt leaves nothing held
-                await conn.execute(_Q["swap_lock"], tables)
-            return
+                return list(await conn.fetchval(_Q["swap_lock"], tables))
         except asyncpg.LockNotAvailableError:
             if time.monotonic() > deadline:
                 raise

@@ -20,5 +20,7 @@ SELECT set_config('lock_timeout', $1::text, true);
 
 -- name: swap_lock
 -- Take, without waiting, every lock the swap of tables $1 (text[]) needs (raises lock_not_available
--- if a reader holds one: the caller rolls back to its savepoint and tries again shortly).
+-- if a reader holds one: the caller rolls back to its savepoint and tries again shortly): the tables
+-- and the reporting views bound to them (migration 0015), whose names it returns (text[]): the views
+-- the swap must re-create.
 SELECT bunsync.projection_swap_lock($1::text[]);

@@ -129,6 +129,54 @@ async def test_readers_never_see_an_empty_or_partial_view_while_live_and_rebuild
     assert await snapshot(admin) == live
 
 
+async def test_the_swap_waits_for_no_writer_of_the_log_and_no_reader_of_other_views(
+    pool: asyncpg.Pool, admin: asyncpg.Connection, database_url: str
+) -> None:
+    """A webhook being stored (a transaction holding the log) and a report reading a view of other
+    tables do not hold the swap back: it locks only the projection's tables and the views bound to
+    them, and re-creates those views."""
+    await append(pool, *workload(random.Random(4), range(0, 50), 200))
+    await project_all(pool)
+    expected = await table(admin, "SELECT * FROM reporting.order_item_status")
+    writer = await asyncpg.connect(database_url)
+    report = await asyncpg.connect(database_url, server_settings={"role": "bunsync_reporting"})
+    try:
+        async with writer.transaction(), report.transaction():
+            await writer.execute(
+                "INSERT INTO bunsync.event_log (stream, type, payload, source, idempotency_key) "
+                "VALUES ('order-1', 'test.open', '{}', 'bunsync', 'open-during-swap')"
+            )
+            await report.fetchval("SELECT count(*) FROM reporting.webhook_events")
+            await report.fetchval("SELECT count(*) FROM reporting.order_item_history")
+            started = asyncio.get_running_loop().time()
+            await rebuild(database_url, ["order_item_status"])
+            waited = asyncio.get_running_loop().time() - started
+    finally:
+        await writer.close()
+        await report.close()
+    # The swap's lock wait gives up after 10 s (then retries): it never started waiting.
+    assert waited < rebuild_module.SWAP_LOCK_WAIT_S
+    assert await table(admin, "SELECT * FROM reporting.order_item_status") == expected
+    for view in ("order_item_status", "status_counts", "order_item_history", "webhook_events"):
+        await admin.fetchval(f"SELECT count(*) FROM reporting.{view}")  # all still there
+
+
+async def test_the_swap_locks_and_recreates_exactly_the_views_bound_to_its_tables(
+    admin: asyncpg.Connection,
+) -> None:
+    async with admin.transaction():
+        status = await admin.fetchval("SELECT bunsync.projection_swap_lock(ARRAY['order_item_status'])")
+    async with admin.transaction():
+        history = await admin.fetchval("SELECT bunsync.projection_swap_lock(ARRAY['order_item_history'])")
+    async with admin.transaction():
+        orders = await admin.fetchval("SELECT bunsync.projection_swap_lock(ARRAY['orders'])")
+    assert (status, history, orders) == (
+        ["order_item_status", "status_counts"],
+        ["order_item_history", "time_in_status"],
+        [],
+    )
+
+
 @pytest.mark.parametrize("where", ["bulk phase", "catch-up batch"])
 async def test_interrupted_rebuild_leaves_live_untouched_and_runs_again(
     pool: asyncpg.Pool,
