@@ -61,6 +61,17 @@ ON CONFLICT DO NOTHING;
 -- msgspec on purpose (a refusal costs a Python decode, never a wrong row). CASE, not AND: nothing is
 -- cast before it has been checked, so no payload can make the statement fail.
 --
+-- rules.plausible_time, for every bulk statement (here and orders.sql): whether the time t (NULL: none)
+-- is outside the window from 2000-01-01 to the event's recorded_at + 15 minutes. STABLE, as timestamptz
+-- arithmetic is, so that PostgreSQL inlines it.
+CREATE OR REPLACE FUNCTION pg_temp.bunsync_implausible(t timestamptz, recorded_at timestamptz) RETURNS boolean
+LANGUAGE sql STABLE AS
+$$ SELECT t IS NOT NULL AND NOT (t >= timestamptz '2000-01-01T00:00:00Z' AND t <= recorded_at + interval '15 minutes') $$;
+-- The source an observation's event type stands for, as projections/events.py names it.
+CREATE OR REPLACE FUNCTION pg_temp.bunsync_source(type text) RETURNS text LANGUAGE sql IMMUTABLE AS
+$$ SELECT CASE type WHEN 'webhook.order_status_changed.v1' THEN 'webhook'
+                    WHEN 'order.observed' THEN 'get_order' ELSE 'list_orders' END $$;
+--
 -- bunsync_observations(bound): what the bulk phases read from the log (bulk_build here and in
 -- order_item_history.sql, and the change feed's fill, feed_fill.sql), defined once: one row per item
 -- observation of the events below transaction id bound (xid8 as text): item, api (false: a webhook),
@@ -187,8 +198,7 @@ judged AS (
     -- rules.plausible_time. An implausible time is never returned (year 10000 would not even decode
     -- in Python): the item is left to Python, which reads the time as absent.
     SELECT v.*,
-           v.api_ts IS NOT NULL AND NOT (v.api_ts >= timestamptz '2000-01-01T00:00:00Z'
-                                         AND v.api_ts <= v.recorded_at + interval '15 minutes') AS implausible
+           pg_temp.bunsync_implausible(v.api_ts, v.recorded_at) AS implausible
     FROM vouched AS v
     OFFSET 0
 ),
@@ -203,8 +213,7 @@ obs AS MATERIALIZED (
            CASE WHEN k.cast_ok THEN k.name ->> 0 END AS product_name,
            CASE WHEN k.cast_ok THEN (k.price ->> 0)::bigint END AS price,
            CASE WHEN k.ok THEN (k.order_id ->> 0)::bigint END AS order_id,
-           CASE k.type WHEN 'webhook.order_status_changed.v1' THEN 'webhook'
-                       WHEN 'order.observed' THEN 'get_order' ELSE 'list_orders' END AS source,
+           pg_temp.bunsync_source(k.type) AS source,
            NOT k.ok AS bad,
            -- Left to Python: a value not vouched for, or a time outside rules.plausible_time's window.
            k.ok AND NOT k.webhook AND (NOT k.sure OR k.implausible) AS unsure,
@@ -226,19 +235,14 @@ kept AS (
     SELECT NULL, false, NULL, NULL, b.position, NULL, NULL, NULL, NULL, NULL, NULL, NULL, false, NULL
     FROM bad AS b
     UNION ALL
-    -- The events with facts. Implausible (rules.plausible_time, as in judged above): the time is not
-    -- returned, and the item is left to Python.
-    SELECT f.item, NOT f.webhook, f.status, CASE WHEN f.webhook THEN f.signed_at WHEN p.implausible THEN NULL
-                                                 ELSE f.api_ts END,
+    -- The events with facts. Implausible (as in judged above): the time is not returned, and the item
+    -- is left to Python (api_ts is NULL for a webhook).
+    SELECT f.item, NOT f.webhook, f.status,
+           CASE WHEN f.webhook THEN f.signed_at
+                WHEN pg_temp.bunsync_implausible(f.api_ts, f.recorded_at) THEN NULL ELSE f.api_ts END,
            f.position, f.tx_id, f.recorded_at, f.pid, f.product_name, f.price, f.order_id,
-           CASE f.type WHEN 'webhook.order_status_changed.v1' THEN 'webhook'
-                       WHEN 'order.observed' THEN 'get_order' ELSE 'list_orders' END,
-           p.implausible, 1
+           pg_temp.bunsync_source(f.type), pg_temp.bunsync_implausible(f.api_ts, f.recorded_at), 1
     FROM fast AS f
-    CROSS JOIN LATERAL (
-        SELECT coalesce(NOT (f.api_ts >= timestamptz '2000-01-01T00:00:00Z'
-                             AND f.api_ts <= f.recorded_at + interval '15 minutes'), false) AS implausible
-    ) AS p
 )
 SELECT * FROM kept $$;
 

@@ -61,8 +61,9 @@ ON CONFLICT DO NOTHING;
 -- applied keeps its time; both are folded in Python, in commit-safe order).
 --
 -- What is left to Python ("folded", one line per event, with its position): every erasure event, and
--- every order.observed event with a value these checks (bulk_functions in order_item_status.sql, the
--- same as the item bulk phases) do not vouch for or a time outside rules.plausible_time's window.
+-- every order.observed event with a value these checks (migration 0014's, the same as the item bulk
+-- phases') do not vouch for or a time outside rules.plausible_time's window (bunsync_implausible,
+-- bulk_functions in order_item_status.sql).
 -- Python decodes it (projections/order_facts.py): it parks it, or upserts its facts (replacing a row
 -- written here only when its position is later) and records its anomalies. A "clean" event (every
 -- field the projection reads is absent, null, or vouched for) has no anomaly, and the SQL reads each
@@ -122,13 +123,9 @@ judged AS (
     -- rules.plausible_time: an implausible time is an anomaly, so the event is left to Python.
     SELECT r.*,
            r.vouched
-           AND (r.order_done_at IS NULL OR (r.order_done_at >= timestamptz '2000-01-01T00:00:00Z'
-                                            AND r.order_done_at <= r.recorded_at + interval '15 minutes'))
-           AND (r.approved_at IS NULL OR (r.approved_at >= timestamptz '2000-01-01T00:00:00Z'
-                                          AND r.approved_at <= r.recorded_at + interval '15 minutes'))
-           AND (r.ship_done_at IS NULL OR (r.ship_done_at >= timestamptz '2000-01-01T00:00:00Z'
-                                           AND r.ship_done_at <= r.recorded_at + interval '15 minutes'))
-               AS clean
+           AND NOT pg_temp.bunsync_implausible(r.order_done_at, r.recorded_at)
+           AND NOT pg_temp.bunsync_implausible(r.approved_at, r.recorded_at)
+           AND NOT pg_temp.bunsync_implausible(r.ship_done_at, r.recorded_at) AS clean
     FROM read AS r
     OFFSET 0
 ),
