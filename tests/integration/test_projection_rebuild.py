@@ -161,7 +161,7 @@ async def test_the_swap_waits_for_no_writer_of_the_log_and_no_reader_of_other_vi
         await admin.fetchval(f"SELECT count(*) FROM reporting.{view}")  # all still there
 
 
-async def test_the_swap_locks_and_recreates_exactly_the_views_bound_to_its_tables(
+async def test_the_swap_locks_exactly_the_views_bound_to_its_tables(
     admin: asyncpg.Connection,
 ) -> None:
     async with admin.transaction():
