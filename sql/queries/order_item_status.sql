@@ -70,7 +70,7 @@ $$ SELECT t IS NOT NULL AND NOT (t >= timestamptz '2000-01-01T00:00:00Z' AND t <
 -- The source an observation's event type stands for, as projections/events.py names it.
 CREATE OR REPLACE FUNCTION pg_temp.bunsync_source(type text) RETURNS text LANGUAGE sql IMMUTABLE AS
 $$ SELECT CASE type WHEN 'webhook.order_status_changed.v1' THEN 'webhook'
-                    WHEN 'order.observed' THEN 'get_order' ELSE 'list_orders' END $$;
+                    WHEN 'order.observed' THEN 'get_order' ELSE 'list_orders' END AS source $$;
 --
 -- bunsync_observations(bound): what the bulk phases read from the log (bulk_build here and in
 -- order_item_history.sql, and the change feed's fill, feed_fill.sql), defined once: one row per item
