@@ -111,3 +111,23 @@ ORDER BY c.projection;
 -- name: log_events
 -- How many events the log holds (a rebuild's total, for its progress bar and ETA).
 SELECT count(*) FROM bunsync.event_log;
+
+-- name: build_indexes
+-- The indexes of build table $2 in schema $1 (a rebuild's bunsync_build_<name> or a fill's temporary
+-- schema; the caller owns the table), as pairs of statements: one dropping the index (or the primary
+-- key or unique constraint it backs) and one re-creating it exactly, under its own name. The bulk
+-- phase drops them before it streams its rows in and re-creates them after (projections/bulk.py):
+-- one index build over the sorted rows instead of an index insert per row. Indexes a foreign key
+-- relies on are left in place (build tables have none: CREATE TABLE ... LIKE copies no foreign key).
+SELECT format('ALTER TABLE %I.%I DROP CONSTRAINT %I', $1::text, $2::text, c.conname) AS drop_ddl,
+       format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s', $1::text, $2::text, c.conname,
+              pg_get_constraintdef(c.oid)) AS create_ddl
+FROM pg_constraint AS c
+WHERE c.conrelid = format('%I.%I', $1::text, $2::text)::regclass AND c.contype IN ('p', 'u', 'x')
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint AS f WHERE f.conindid = c.conindid AND f.contype = 'f')
+UNION ALL
+SELECT format('DROP INDEX %I.%I', $1::text, x.relname), pg_get_indexdef(i.indexrelid)
+FROM pg_index AS i
+JOIN pg_class AS x ON x.oid = i.indexrelid
+WHERE i.indrelid = format('%I.%I', $1::text, $2::text)::regclass
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint AS c WHERE c.conindid = i.indexrelid);

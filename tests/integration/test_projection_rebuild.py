@@ -32,6 +32,17 @@ SNAPSHOT = [
     "SELECT projection, position, events_read FROM bunsync.projection_checkpoints",
     "SELECT projection, position, error, resolved_at IS NULL FROM bunsync.parked_events",
 ]
+# Every index of schema $1's tables with the constraint it backs: what migrations made, which a rebuild
+# must hand back exactly (its bulk phase drops the build table's indexes while it streams rows in).
+INDEXES = """
+SELECT t.relname, i.relname, pg_get_indexdef(x.indexrelid), k.conname, pg_get_constraintdef(k.oid)
+FROM pg_index AS x
+JOIN pg_class AS t ON t.oid = x.indrelid
+JOIN pg_class AS i ON i.oid = x.indexrelid
+LEFT JOIN pg_constraint AS k ON k.conindid = x.indexrelid AND k.conrelid = x.indrelid
+WHERE t.relnamespace = $1::regnamespace
+ORDER BY 1, 2
+"""
 STATUSES = ["PAYMENT_RECEIVED", "SHIP_READY", "IN_TRANSIT", "DELIVERY_COMPLETED", "PURCHASE_CONFIRM"]
 
 
@@ -67,8 +78,10 @@ async def test_rebuild_equals_live(pool: asyncpg.Pool, admin: asyncpg.Connection
     await project_all(pool, batch_size=37)
     live = await snapshot(admin)
     assert len(live[0]) == 60 and len(live[4]) == 4  # the poison event parks item_changes too
+    indexes = await admin.fetch(INDEXES, "bunsync")
     await rebuild(database_url, None, batch_size=64)
     assert await snapshot(admin) == live
+    assert await admin.fetch(INDEXES, "bunsync") == indexes
     # The swapped-in tables serve as before: the reporting role reads, the service role writes.
     await admin.execute("SET ROLE bunsync_reporting")
     assert await admin.fetchval("SELECT count(*) FROM reporting.order_item_status") == 60
@@ -177,7 +190,7 @@ async def test_the_swap_locks_exactly_the_views_bound_to_its_tables(
     )
 
 
-@pytest.mark.parametrize("where", ["bulk phase", "catch-up batch"])
+@pytest.mark.parametrize("where", ["bulk copy", "bulk phase", "catch-up batch"])
 async def test_interrupted_rebuild_leaves_live_untouched_and_runs_again(
     pool: asyncpg.Pool,
     admin: asyncpg.Connection,
@@ -192,8 +205,14 @@ async def test_interrupted_rebuild_leaves_live_untouched_and_runs_again(
     async def dies(*args: Any, **kwargs: Any) -> int:
         raise KeyboardInterrupt  # the operator pressed Ctrl-C
 
-    # Inside the bulk phase's transaction, or in the first engine batch after it committed.
-    target, attr = (bulk_module, "_fold") if where == "bulk phase" else (rebuild_module, "process_batch")
+    # While the bulk phase streams rows in (the build table's indexes dropped), inside its
+    # transaction, or in the first engine batch after it committed.
+    target, attr = {
+        "bulk copy": (bulk_module, "copy_build"),
+        "bulk phase": (bulk_module, "_fold"),
+        "catch-up batch": (rebuild_module, "process_batch"),
+    }[where]
+    indexes = await admin.fetch(INDEXES, "bunsync")
     real = getattr(target, attr)
     monkeypatch.setattr(target, attr, dies)
     with pytest.raises(KeyboardInterrupt):
@@ -202,6 +221,33 @@ async def test_interrupted_rebuild_leaves_live_untouched_and_runs_again(
     monkeypatch.setattr(target, attr, real)
     await rebuild(database_url, ["order_item_status"], batch_size=20)
     assert await snapshot(admin) == live
+    assert await admin.fetch(INDEXES, "bunsync") == indexes
+
+
+async def test_the_bulk_phase_puts_back_exactly_the_indexes_it_drops(admin: asyncpg.Connection) -> None:
+    """Every kind of index a build table could have comes back under its name and definition; an index
+    a foreign key relies on is never dropped (build tables have none, but the helper must not break
+    such a table)."""
+    await admin.execute(
+        """
+        CREATE SCHEMA scratch;
+        CREATE TABLE scratch.t (id bigint PRIMARY KEY, code text UNIQUE NULLS NOT DISTINCT, note text,
+                                EXCLUDE USING btree (note WITH =));
+        CREATE INDEX t_partial_expression ON scratch.t (lower(note) DESC) WHERE id > 10;
+        CREATE UNIQUE INDEX t_pair ON scratch.t (code, note) INCLUDE (id);
+        CREATE TABLE scratch.child (id bigint REFERENCES scratch.t (id));
+        """
+    )
+    before = await admin.fetch(INDEXES, "scratch")
+    assert len(before) == 5
+    async with bulk_module.indexes_deferred(admin, "scratch", "t"):
+        during = [r[1] for r in await admin.fetch(INDEXES, "scratch")]
+        await admin.execute("INSERT INTO scratch.t SELECT g, g::text, g::text FROM generate_series(1, 500) g")
+    assert during == ["t_pkey"]  # the foreign key's
+    assert await admin.fetch(INDEXES, "scratch") == before
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await admin.execute("INSERT INTO scratch.t VALUES (501, '1', 'x')")
+    await admin.execute("DROP SCHEMA scratch CASCADE")
 
 
 async def test_unknown_projection_is_refused(database_url: str) -> None:
