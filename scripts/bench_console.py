@@ -75,7 +75,7 @@ async def measure(dsn: str, events: int, runs: int) -> list[float]:
         app = create_admin_app(services, extra_handlers=console_handlers(services))
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]  # Litestar's ASGI types are narrower than httpx's
-            base_url="http://bench"
+            base_url="http://bench",
         ) as client:
             timings = []
             for n in range(runs + 5):

@@ -93,12 +93,27 @@ def _observed(item: int, t: datetime) -> object:
     from app import events as catalogue
     from app.store.event_log import NewEvent
 
-    body = {"data": {"order": {"id": item, "orderItems": [
-        {"id": item, "status": "SHIP_READY", "statusUpdatedAt": t.isoformat().replace("+00:00", "Z")}
-    ]}}}
-    return NewEvent(stream=catalogue.order_stream(item), type=catalogue.ORDER_OBSERVED,
-                    source=catalogue.SOURCE_GET_ORDER, idempotency_key=f"get_order:bench:{item}",
-                    payload_json=json.dumps(body))
+    body = {
+        "data": {
+            "order": {
+                "id": item,
+                "orderItems": [
+                    {
+                        "id": item,
+                        "status": "SHIP_READY",
+                        "statusUpdatedAt": t.isoformat().replace("+00:00", "Z"),
+                    }
+                ],
+            }
+        }
+    }
+    return NewEvent(
+        stream=catalogue.order_stream(item),
+        type=catalogue.ORDER_OBSERVED,
+        source=catalogue.SOURCE_GET_ORDER,
+        idempotency_key=f"get_order:bench:{item}",
+        payload_json=json.dumps(body),
+    )
 
 
 async def _wait(check: object, deadline_s: float) -> bool:
@@ -119,15 +134,27 @@ async def bench(dsn: str, n: int, rate: int, duration: int, workdir: Path) -> di
     server = await asyncio.start_server(consumer.handle, "127.0.0.1", consumer.port)
     ceiling, ceiling_httpx = await _ceiling(consumer, min(n, 1000))
     consumer.received.clear()
-    env = {**os.environ, "BUNSYNC_DATABASE_URL": dsn, "BUNSYNC_PORT": str(benchlib.free_port()),
-           "BUNSYNC_ADMIN_PORT": "0", "BUNSYNC_WEBHOOK_SECRETS": "bench-secret",
-           "BUNSYNC_BUNJANG_ACCESS_KEY": "bench", "BUNSYNC_BUNJANG_SECRET_KEY": "YmVuY2g=",
-           "BUNSYNC_BUNJANG_BASE_URL": "http://127.0.0.1:9", "BUNSYNC_LOG_FORMAT": "json",
-           "BUNSYNC_FORWARD_URL": f"http://127.0.0.1:{consumer.port}/hook", "BUNSYNC_FORWARD_SECRET": SECRET}
+    env = {
+        **os.environ,
+        "BUNSYNC_DATABASE_URL": dsn,
+        "BUNSYNC_PORT": str(benchlib.free_port()),
+        "BUNSYNC_ADMIN_PORT": "0",
+        "BUNSYNC_WEBHOOK_SECRETS": "bench-secret",
+        "BUNSYNC_BUNJANG_ACCESS_KEY": "bench",
+        "BUNSYNC_BUNJANG_SECRET_KEY": "YmVuY2g=",
+        "BUNSYNC_BUNJANG_BASE_URL": "http://127.0.0.1:9",
+        "BUNSYNC_LOG_FORMAT": "json",
+        "BUNSYNC_FORWARD_URL": f"http://127.0.0.1:{consumer.port}/hook",
+        "BUNSYNC_FORWARD_SECRET": SECRET,
+    }
     log = (workdir / "serve.log").open("wb")
     serve = subprocess.Popen(  # noqa: ASYNC220  # started once, before anything is measured
-        [sys.executable, "-m", "app.cli", "serve", "--no-scheduler"], env=env,
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        [sys.executable, "-m", "app.cli", "serve", "--no-scheduler"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
     try:
         conn = await asyncpg.connect(dsn)
         t0 = datetime.now(UTC) - timedelta(hours=1)
@@ -148,8 +175,12 @@ async def bench(dsn: str, n: int, rate: int, duration: int, workdir: Path) -> di
             raise SystemExit("latency: not every change delivered within 60 s of the last append")
         lat = sorted((consumer.received[i] - appended[i]) * 1000 for i in appended)
         # Where the time goes: append -> feed row (the projector), feed row -> receipt (the forwarder).
-        emitted = {r["order_item_id"]: r["emitted_at"].timestamp() for r in await conn.fetch(
-            "SELECT order_item_id, emitted_at FROM bunsync.item_changes WHERE order_item_id > $1", n)}
+        emitted = {
+            r["order_item_id"]: r["emitted_at"].timestamp()
+            for r in await conn.fetch(
+                "SELECT order_item_id, emitted_at FROM bunsync.item_changes WHERE order_item_id > $1", n
+            )
+        }
         to_feed = sorted((emitted[i] - appended[i]) * 1000 for i in appended)
         to_consumer = sorted((consumer.received[i] - emitted[i]) * 1000 for i in appended)
         pg = await conn.fetchval("SELECT version()")
@@ -159,12 +190,19 @@ async def bench(dsn: str, n: int, rate: int, duration: int, workdir: Path) -> di
         serve.wait(30)
         server.close()
     return {
-        "changes": n, "throughput_per_s": round(throughput, 1), "ceiling_per_s": round(ceiling, 1),
+        "changes": n,
+        "throughput_per_s": round(throughput, 1),
+        "ceiling_per_s": round(ceiling, 1),
         "ceiling_httpx_per_s": round(ceiling_httpx, 1),
-        "rate": rate, "seconds": duration, "p50_ms": round(lat[len(lat) // 2], 1),
-        "p99_ms": _pct(lat, 0.99), "projector_p50_ms": _pct(to_feed, 0.5),
-        "projector_p99_ms": _pct(to_feed, 0.99), "forwarder_p50_ms": _pct(to_consumer, 0.5),
-        "forwarder_p99_ms": _pct(to_consumer, 0.99), "pg": str(pg).split(",")[0],
+        "rate": rate,
+        "seconds": duration,
+        "p50_ms": round(lat[len(lat) // 2], 1),
+        "p99_ms": _pct(lat, 0.99),
+        "projector_p50_ms": _pct(to_feed, 0.5),
+        "projector_p99_ms": _pct(to_feed, 0.99),
+        "forwarder_p50_ms": _pct(to_consumer, 0.5),
+        "forwarder_p99_ms": _pct(to_consumer, 0.99),
+        "pg": str(pg).split(",")[0],
     }
 
 
@@ -173,8 +211,11 @@ def _pct(sorted_ms: list[float], q: float) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="scripts/bench_feed.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench_feed.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="N=1000, D=10 s")
     parser.add_argument("--changes", type=int, help="changes for the throughput phase (5000; quick 1000)")
     parser.add_argument("--rate", type=int, default=200, help="changes/s of the latency phase (200)")
@@ -186,21 +227,31 @@ def main() -> int:
         cluster = benchlib.Cluster(Path(tmp))
         cluster.start()
         try:
-            subprocess.run([sys.executable, "-m", "app.cli", "migrate"], check=True, cwd=ROOT,
-                           env={**os.environ, "BUNSYNC_DATABASE_URL": cluster.dsn("postgres")},
-                           stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, "-m", "app.cli", "migrate"],
+                check=True,
+                cwd=ROOT,
+                env={**os.environ, "BUNSYNC_DATABASE_URL": cluster.dsn("postgres")},
+                stdout=subprocess.DEVNULL,
+            )
             result = asyncio.run(bench(cluster.dsn("postgres"), n, args.rate, duration, Path(tmp)))
         finally:
             cluster.stop()
-    print(f"forwarding throughput: {result['throughput_per_s']:,} changes/s "
-          f"(bare signed POST loop to the same consumer, no database: {result['ceiling_per_s']:,}/s with "
-          f"the forwarder's client, {result['ceiling_httpx_per_s']:,}/s with httpx)")
-    print(f"latency at {args.rate} changes/s for {duration} s: "
-          f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms")
+    print(
+        f"forwarding throughput: {result['throughput_per_s']:,} changes/s "
+        f"(bare signed POST loop to the same consumer, no database: {result['ceiling_per_s']:,}/s with "
+        f"the forwarder's client, {result['ceiling_httpx_per_s']:,}/s with httpx)"
+    )
+    print(
+        f"latency at {args.rate} changes/s for {duration} s: "
+        f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms"
+    )
     ok = float(result["p99_ms"]) <= 250  # type: ignore[arg-type]
-    print(f"  of which append -> feed row (projector): p50 {result['projector_p50_ms']} ms, "
-          f"p99 {result['projector_p99_ms']} ms; feed row -> consumer (forwarder): "
-          f"p50 {result['forwarder_p50_ms']} ms, p99 {result['forwarder_p99_ms']} ms")
+    print(
+        f"  of which append -> feed row (projector): p50 {result['projector_p50_ms']} ms, "
+        f"p99 {result['projector_p99_ms']} ms; feed row -> consumer (forwarder): "
+        f"p50 {result['forwarder_p50_ms']} ms, p99 {result['forwarder_p99_ms']} ms"
+    )
     print(f"target p99 <= 250 ms: {'PASS' if ok else 'FAIL'}")
     print("BENCH_FEED " + json.dumps(result))
     return 0 if ok else 1
