@@ -87,7 +87,12 @@ class SandboxProcess:
     url: str
 
     def admin(self, method: str, path: str, **kw: object) -> httpx.Response:
-        return httpx.request(method, f"{self.url}/_sandbox/{path}", timeout=60, **kw)  # type: ignore[arg-type]
+        """Call an admin endpoint; raises on any answer but 2xx, so that a refused set-up step (a fault
+        knob misspelt, an order that does not exist) fails the test where it happened instead of
+        leaving the sandbox in another state than the test believes."""
+        response = httpx.request(method, f"{self.url}/_sandbox/{path}", timeout=60, **kw)  # type: ignore[arg-type]
+        response.raise_for_status()
+        return response
 
 
 class TcpProxy:
