@@ -191,6 +191,47 @@ async def test_a_webhook_during_the_fetch_keeps_the_job_due(
     assert await _job(admin, order_id) is None
 
 
+async def test_a_new_change_requeues_a_dead_job_afresh_and_leaves_a_backoff_alone(
+    pool: asyncpg.Pool, admin: asyncpg.Connection
+) -> None:
+    """bunsync.enqueue_fetches' rules (migrations 0004, 0016), through the webhook append: a change to an
+    order whose fetch died is fetched again from scratch (else that change would never be fetched); a
+    job waiting out an API failure keeps its backoff; a job not tried yet is due now; every change bumps
+    the generation; repeated and NULL order ids make one job each, none."""
+    await admin.execute(
+        """
+        INSERT INTO bunsync.fetch_queue
+            (order_id, attempts, next_attempt_at, last_error, dead_at, dead_reason)
+        VALUES (1, 12, now() + interval '1 hour', 'gave up', now(), 'gave up after 12 attempts'),
+               (2, 3, now() + interval '1 hour', 'ServerError', NULL, NULL),
+               (3, 0, now() + interval '1 hour', NULL, NULL, NULL)
+        """
+    )
+    await _enqueue(pool, 1, 2, 3, 4, 4)
+    async with pool.acquire() as conn:
+        await fetcher.enqueue(conn, [4, None])  # type: ignore[list-item]  # what an event without an order sends
+    rows = {
+        r["order_id"]: r
+        for r in await admin.fetch(
+            "SELECT order_id, generation, attempts, dead_at, dead_reason, next_attempt_at <= now() AS due,"
+            " last_error FROM bunsync.fetch_queue"
+        )
+    }
+    assert sorted(rows) == [1, 2, 3, 4]
+    assert (rows[1]["attempts"], rows[1]["dead_at"], rows[1]["dead_reason"], rows[1]["due"]) == (
+        0,
+        None,
+        None,
+        True,
+    )
+    assert (rows[2]["attempts"], rows[2]["due"], rows[2]["last_error"]) == (3, False, "ServerError")
+    assert (rows[3]["attempts"], rows[3]["due"]) == (0, True)
+    assert (rows[4]["attempts"], rows[4]["due"]) == (0, True)
+    # A job starts at generation 1: orders 1-3 were changed once since, order 4 twice (the webhook
+    # append, then the reconciler's enqueue).
+    assert [rows[o]["generation"] for o in (1, 2, 3, 4)] == [2, 2, 2, 2]
+
+
 async def test_workers_in_two_processes_fetch_each_order_once(
     service_url: str, admin: asyncpg.Connection, sandbox: RunningSandbox, client: BunjangClient
 ) -> None:
