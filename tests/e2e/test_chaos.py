@@ -237,7 +237,7 @@ def test_get_order_down_backs_off_parks_dead_and_redrive_recovers(
     reasons = fetch_rows(database_url, "SELECT dead_reason FROM bunsync.fetch_queue")
     assert all(r["dead_reason"].startswith("gave up after 3 attempts") for r in reasons)
 
-    assert sandbox.admin("PATCH", "faults", json={"getOrderErrorRate": 0}).status_code == 200
+    sandbox.admin("PATCH", "faults", json={"getOrderErrorRate": 0})
     done = subprocess.run(
         [sys.executable, "-m", "app.cli", "redrive"],
         env={**os.environ, **env},

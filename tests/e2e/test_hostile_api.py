@@ -242,7 +242,7 @@ def test_endless_and_dripping_pages_cannot_hold_a_pass_and_the_clock_is_watched(
     assert scalar(database_url, "SELECT count(*) FROM bunsync.fetch_queue") <= 10
 
     # A page that drips: each request is cut at its deadline, and the pass at its own.
-    assert sandbox.admin("PATCH", "faults", json={"dripList": True, "dripIntervalS": 0.5}).status_code == 200
+    sandbox.admin("PATCH", "faults", json={"dripList": True, "dripIntervalS": 0.5})
     _until(
         lambda: scalar(database_url, "SELECT count(*) FROM bunsync.reconcile_passes WHERE ok IS false") >= 1,
         20,
